@@ -1,0 +1,1 @@
+"""CanViT evaluation: viewing policies, ADE20K/IN1k probes, FLOP and latency tables."""

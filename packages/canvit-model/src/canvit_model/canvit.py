@@ -1,0 +1,267 @@
+"""CanViT: a recurrent ViT that reads glimpses and accumulates a scene-wide latent canvas (paper §4).
+
+One step (one glimpse):
+    tokens = [VPE?, recurrent CLS, backbone registers, glimpse patches]
+    for each backbone block i:
+        tokens = block_i(tokens)                       # RoPE at the glimpse's scene positions
+        if i reads:  tokens += CanvasRead(tokens, canvas)
+        if i writes: canvas += CanvasWrite(canvas, tokens)
+    new state = (canvas, tokens[CLS])
+The canvas is [canvas registers, G x G spatial tokens]; G is free at run time. The canvas stays float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import CanViTConfig, ViTConfig
+from .geometry import Viewpoint, grid_coords
+from .layers.block import Block, PatchEmbed
+from .layers.canvas_attention import CanvasRead, CanvasWrite
+from .layers.heads import PositionStandardizer, Readout
+from .layers.rope import Rope, rope_periods, rope_tables, unsqueeze_heads
+from .layers.vpe import ViewpointEncoding
+
+
+@dataclass
+class RecurrentState:
+    """What carries over between glimpses: canvas [B, R + G*G, D_can] and recurrent CLS [B, 1, D]."""
+
+    canvas: torch.Tensor
+    recurrent_cls: torch.Tensor
+
+
+@dataclass
+class CanViTOutput:
+    state: RecurrentState
+    glimpse_patches: torch.Tensor  # [B, g*g, D] backbone patch tokens after the last block
+    vpe: torch.Tensor | None  # [B, D] the VPE token after the last block (None without VPE)
+
+
+class ViT(nn.Module):
+    """Patch embedding + blocks: the trunk shared by the CanViT backbone and DINOv3."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg.dim, cfg.patch_size)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+
+    def rope(self, positions: torch.Tensor, num_prefix: int) -> Rope:
+        """RoPE tables for the blocks: positions [..., N, 2] in scene coordinates."""
+        periods = rope_periods(self.cfg.head_dim, self.cfg.rope_base, device=positions.device)
+        return unsqueeze_heads(rope_tables(positions, periods, num_prefix))
+
+
+class CanViT(nn.Module):
+    def __init__(self, cfg: CanViTConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or CanViTConfig()
+        self.cfg = cfg
+        bb = cfg.backbone
+        d, dc = bb.dim, cfg.canvas_dim
+        self.backbone = ViT(bb)
+        self.backbone_registers = nn.Parameter(torch.randn(1, cfg.num_backbone_registers, d) * 0.02)
+        self.init_recurrent_cls = nn.Parameter(torch.randn(1, 1, d) / math.sqrt(d))
+        self.init_canvas_registers = nn.Parameter(torch.randn(1, cfg.num_canvas_registers, dc) / math.sqrt(dc))
+        self.init_canvas_patch = nn.Parameter(torch.randn(1, 1, dc) / math.sqrt(dc))
+        self.vpe = ViewpointEncoding(d, seed=cfg.vpe_seed, eps=bb.norm_eps) if cfg.enable_vpe else None
+        reads, writes = cfg.schedule()
+        qkvo = cfg.canvas_projections == "qkvo"
+        self.canvas_reads = nn.ModuleList(
+            CanvasRead(d, dc, cfg.canvas_num_heads, qkvo, bb.norm_eps) for _ in reads
+        )
+        self.canvas_writes = nn.ModuleList(
+            CanvasWrite(d, dc, cfg.canvas_num_heads, qkvo, bb.norm_eps) for _ in writes
+        )
+        # block index -> index into canvas_reads / canvas_writes
+        self._read_at = {blk: i for i, blk in enumerate(reads)}
+        self._write_at = {blk: i for i, blk in enumerate(writes)}
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def num_canvas_registers(self) -> int:
+        return self.cfg.num_canvas_registers
+
+    def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
+        """A fresh canvas (registers + one learned patch broadcast to G x G) and the initial CLS."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not isinstance(canvas_grid_size, int) or canvas_grid_size < 1:
+            raise ValueError(f"canvas_grid_size must be an int >= 1, got {canvas_grid_size!r}")
+        n = canvas_grid_size**2
+        regs = self.init_canvas_registers.expand(batch_size, -1, -1)
+        patches = self.init_canvas_patch.expand(batch_size, n, -1)
+        canvas = torch.cat([regs, patches], dim=1)  # [B, R + G*G, D_can]
+        cls = self.init_recurrent_cls.expand(batch_size, -1, -1).clone()  # [B, 1, D]
+        return RecurrentState(canvas=canvas, recurrent_cls=cls)
+
+    def canvas_grid_size(self, canvas: torch.Tensor) -> int:
+        """G for a canvas [B, R + G*G, D_can]; raises if the token count is not R + a square."""
+        n = canvas.shape[1] - self.num_canvas_registers
+        g = math.isqrt(max(n, 0))
+        if n < 1 or g * g != n:
+            raise ValueError(
+                f"canvas has {canvas.shape[1]} tokens; expected {self.num_canvas_registers} registers + G*G "
+                f"spatial tokens for some grid size G >= 1"
+            )
+        return g
+
+    def canvas_spatial(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The spatial part of the canvas as a grid: [B, G, G, D_can] (registers dropped)."""
+        g = self.canvas_grid_size(canvas)
+        return canvas[:, self.num_canvas_registers :].unflatten(1, (g, g))
+
+    # -- one glimpse -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        glimpse: torch.Tensor,
+        state: RecurrentState,
+        viewpoint: Viewpoint,
+        canvas_grid_size: int | None = None,
+    ) -> CanViTOutput:
+        """Process one glimpse [B, 3, g*p, g*p] seen from `viewpoint`; returns the updated state."""
+        cfg = self.cfg
+        b, grid = self._check_inputs(glimpse, state, viewpoint, canvas_grid_size)
+        n_prefix = cfg.num_local_prefix
+        g = glimpse.shape[-1] // cfg.backbone.patch_size
+
+        # Scene-relative positions (float32): glimpse patches move with the viewpoint, the canvas is fixed.
+        local_pos = viewpoint.to(glimpse.device).positions(g)  # [B, g*g, 2]
+        canvas_pos = grid_coords(grid, device=glimpse.device).reshape(grid * grid, 2)  # [G*G, 2]
+        canvas_periods = rope_periods(cfg.canvas_head_dim, cfg.backbone.rope_base, device=glimpse.device)
+        backbone_rope = self.backbone.rope(local_pos, n_prefix)
+        local_rope = unsqueeze_heads(rope_tables(local_pos, canvas_periods, n_prefix))
+        canvas_rope = rope_tables(canvas_pos, canvas_periods, cfg.num_canvas_registers)
+
+        patches = self.backbone.patch_embed(glimpse)  # [B, g*g, D]
+        tokens = [state.recurrent_cls, self.backbone_registers.expand(b, -1, -1), patches]
+        if self.vpe is not None:
+            tokens.insert(0, self.vpe(viewpoint)[:, None].to(patches.dtype))
+        x = torch.cat(tokens, dim=1)  # [B, n_prefix + g*g, D]
+
+        canvas = state.canvas
+        for i, block in enumerate(self.backbone.blocks):
+            x = block(x, backbone_rope)
+            if i in self._read_at:
+                x = x + self.canvas_reads[self._read_at[i]](x, canvas, local_rope, canvas_rope)
+            if i in self._write_at:
+                update = self.canvas_writes[self._write_at[i]](canvas, x, canvas_rope, local_rope)
+                canvas = canvas + update.to(canvas.dtype)
+
+        cls_index = int(cfg.enable_vpe)
+        return CanViTOutput(
+            state=RecurrentState(canvas=canvas, recurrent_cls=x[:, cls_index : cls_index + 1]),
+            glimpse_patches=x[:, n_prefix:],
+            vpe=x[:, 0] if cfg.enable_vpe else None,
+        )
+
+    def _check_inputs(
+        self, glimpse: torch.Tensor, state: RecurrentState, viewpoint: Viewpoint, canvas_grid_size: int | None
+    ) -> tuple[int, int]:
+        p = self.cfg.backbone.patch_size
+        if not isinstance(glimpse, torch.Tensor) or glimpse.ndim != 4 or glimpse.shape[1] != 3:
+            shape = list(glimpse.shape) if isinstance(glimpse, torch.Tensor) else type(glimpse).__name__
+            raise ValueError(f"glimpse must be a [B, 3, H, W] image tensor, got {shape}")
+        if not glimpse.is_floating_point():
+            raise ValueError(f"glimpse must be a floating-point (normalized) image, got dtype {glimpse.dtype}")
+        h, w = glimpse.shape[-2:]
+        if h != w:
+            raise ValueError(f"glimpse must be square, got {h}x{w} px")
+        if h % p or h < p:
+            raise ValueError(f"glimpse side must be a positive multiple of the patch size {p} px, got {h} px")
+        b = glimpse.shape[0]
+        if not isinstance(viewpoint, Viewpoint):
+            raise ValueError(f"viewpoint must be a Viewpoint, got {type(viewpoint).__name__}")
+        if viewpoint.batch_size != b:
+            raise ValueError(f"viewpoint has batch size {viewpoint.batch_size}, glimpse has {b}")
+        canvas, cls = state.canvas, state.recurrent_cls
+        d, dc = self.cfg.backbone.dim, self.cfg.canvas_dim
+        if canvas.ndim != 3 or canvas.shape[0] != b or canvas.shape[2] != dc:
+            raise ValueError(f"state.canvas must be [B={b}, R + G*G, {dc}], got {list(canvas.shape)}")
+        if cls.shape != (b, 1, d):
+            raise ValueError(f"state.recurrent_cls must be [B={b}, 1, {d}], got {list(cls.shape)}")
+        for name, t in (("state.canvas", canvas), ("state.recurrent_cls", cls)):
+            if not t.is_floating_point():
+                raise ValueError(f"{name} must be floating point, got dtype {t.dtype}")
+        grid = self.canvas_grid_size(canvas)
+        if canvas_grid_size is not None and canvas_grid_size != grid:
+            raise ValueError(
+                f"canvas_grid_size={canvas_grid_size} does not match the state's canvas grid {grid} "
+                f"({canvas.shape[1]} tokens = {self.num_canvas_registers} registers + {grid}x{grid})"
+            )
+        return b, grid
+
+
+class CanViTForPretraining(nn.Module):
+    """CanViT plus the teacher-space readouts and standardizers used for dense latent distillation.
+
+    Drop-in for canvit-pytorch's class of the same name (inference surface and checkpoint layout).
+    """
+
+    def __init__(
+        self,
+        canvit_config: CanViTConfig | None = None,
+        teacher_dim: int = 768,
+        teacher_patch_grid: int = 32,
+    ) -> None:
+        super().__init__()
+        cfg = canvit_config or CanViTConfig()
+        if teacher_dim < 1 or teacher_patch_grid < 1:
+            raise ValueError(
+                f"teacher_dim={teacher_dim} and teacher_patch_grid={teacher_patch_grid} must be >= 1"
+            )
+        self.canvit_config = cfg
+        self.teacher_dim = teacher_dim
+        self.teacher_patch_grid = teacher_patch_grid
+        self.canvit = CanViT(cfg)
+        self.teacher_patch_readout = Readout(cfg.canvas_dim, teacher_dim)
+        self.teacher_cls_readout = Readout(cfg.backbone.dim, teacher_dim)
+        self.teacher_patch_standardizer = PositionStandardizer(teacher_patch_grid**2, teacher_dim)
+        self.teacher_cls_standardizer = PositionStandardizer(1, teacher_dim)
+
+    def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
+        return self.canvit.init_state(batch_size=batch_size, canvas_grid_size=canvas_grid_size)
+
+    def forward(
+        self,
+        glimpse: torch.Tensor,
+        state: RecurrentState,
+        viewpoint: Viewpoint,
+        canvas_grid_size: int | None = None,
+    ) -> CanViTOutput:
+        return self.canvit(glimpse, state, viewpoint, canvas_grid_size)
+
+    def predict_teacher_patches(self, canvas: torch.Tensor) -> torch.Tensor:
+        """Standardized teacher patch predictions from the canvas spatial tokens: [B, G*G, teacher_dim]."""
+        self.canvit.canvas_grid_size(canvas)
+        return self.teacher_patch_readout(canvas[:, self.canvit.num_canvas_registers :])
+
+    def predict_teacher_cls(self, recurrent_cls: torch.Tensor) -> torch.Tensor:
+        """Standardized teacher CLS prediction from the recurrent CLS [B, 1, D]: [B, teacher_dim]."""
+        if recurrent_cls.ndim != 3 or recurrent_cls.shape[1] != 1:
+            raise ValueError(f"recurrent_cls must be [B, 1, D], got {list(recurrent_cls.shape)}")
+        return self.teacher_cls_readout(recurrent_cls[:, 0])
+
+    # -- checkpoints (see hub.py) ----------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, repo_or_dir: str | Path, **kwargs: Any) -> CanViTForPretraining:
+        """Load a hub repo id or a local directory (config.json + model.safetensors), 0.1 or 0.2 layout."""
+        from .hub import load_pretraining_model
+
+        return load_pretraining_model(repo_or_dir, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        """Write config.json + model.safetensors in the canvit-pytorch 0.2 layout."""
+        from .hub import save_pretraining_model
+
+        save_pretraining_model(self, save_directory)

@@ -1,0 +1,121 @@
+"""The scene frame: viewpoints, grid coordinates and glimpse extraction (paper §3, Appendix C).
+
+Scene coordinates span [-1, 1]^2 in (row, col) = (y, x) order; (-1, -1) is the top-left corner.
+A viewpoint's scale is the crop's half side: s = 1 is the whole scene, a crop covers s^2 of its area.
+All coordinate math is float32, whatever autocast is doing (paper D.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Crops may touch the scene border up to float rounding (quadtree tiles have |c| + s == 1 exactly).
+SCENE_TOLERANCE = 1e-4
+
+
+def grid_coords(n: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Cell centres of an n x n grid tiling [-1, 1]^2: [n, n, 2] with [..., 0] = y, [..., 1] = x."""
+    if n < 1:
+        raise ValueError(f"grid size n={n} must be >= 1")
+    c = ((torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n) * 2 - 1
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([ys, xs], dim=-1)
+
+
+@dataclass(frozen=True)
+class Viewpoint:
+    """Where a glimpse looks: crop centres [B, 2] (y, x) in [-1, 1] and scales [B] in (0, 1]."""
+
+    centers: torch.Tensor
+    scales: torch.Tensor
+
+    def __post_init__(self) -> None:
+        c, s = self.centers, self.scales
+        if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[-1] != 2:
+            raise ValueError(f"Viewpoint.centers must be a [B, 2] tensor of (y, x), got {_desc(c)}")
+        if not isinstance(s, torch.Tensor) or s.ndim != 1 or s.shape[0] != c.shape[0]:
+            raise ValueError(f"Viewpoint.scales must be a [B] tensor with B={c.shape[0]}, got {_desc(s)}")
+        for name, t in (("centers", c), ("scales", s)):
+            if not t.is_floating_point():
+                raise ValueError(f"Viewpoint.{name} must be a floating-point tensor, got dtype {t.dtype}")
+        if c.device != s.device:
+            raise ValueError(f"Viewpoint.centers is on {c.device} but scales is on {s.device}")
+        if torch.compiler.is_compiling():
+            return
+        if not bool(torch.isfinite(c).all()) or not bool(torch.isfinite(s).all()):
+            raise ValueError("Viewpoint.centers and Viewpoint.scales must be finite")
+        if bool(((s <= 0) | (s > 1)).any()):
+            raise ValueError(
+                f"Viewpoint.scales must lie in (0, 1] (1 = whole scene); got min {s.min().item():.6g}, "
+                f"max {s.max().item():.6g}"
+            )
+        reach = (c.abs() + s[:, None]).max().item()
+        if reach > 1 + SCENE_TOLERANCE:
+            raise ValueError(
+                "Viewpoint crop leaves the scene: need |center| + scale <= 1 per axis "
+                f"(centers in [-(1 - s), 1 - s]); the worst crop reaches {reach:.6g}"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.centers.shape[0]
+
+    @classmethod
+    def full_scene(
+        cls, *, batch_size: int, device: torch.device | str | None = None
+    ) -> Viewpoint:
+        """The zoomed-out viewpoint (0, 0, 1) that sees the whole scene."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        return cls(
+            centers=torch.zeros(batch_size, 2, dtype=torch.float32, device=device),
+            scales=torch.ones(batch_size, dtype=torch.float32, device=device),
+        )
+
+    def to(self, device: torch.device | str) -> Viewpoint:
+        return Viewpoint(self.centers.to(device), self.scales.to(device))
+
+    def positions(self, n: int) -> torch.Tensor:
+        """Scene coordinates of the n x n cell centres of this viewpoint's crop: [B, n*n, 2], float32."""
+        g = grid_coords(n, device=self.centers.device).reshape(1, n * n, 2)
+        c = self.centers.float()[:, None, :]
+        s = self.scales.float()[:, None, None]
+        return c + s * g
+
+
+def _desc(t: object) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"tensor of shape {list(t.shape)} and dtype {t.dtype}"
+    return type(t).__name__
+
+
+def sample_at_viewpoint(
+    spatial: torch.Tensor, viewpoint: Viewpoint, glimpse_size_px: int
+) -> torch.Tensor:
+    """Bilinearly resample the crop seen from `viewpoint` into a square glimpse.
+
+    spatial: [B, C, H, W] scene (image or feature map, any H, W); returns [B, C, g, g], g = glimpse_size_px.
+    The grid is the g x g cell centres of the crop; sampling is done in float32 and cast back.
+    """
+    if not isinstance(spatial, torch.Tensor) or spatial.ndim != 4:
+        raise ValueError(f"spatial must be a [B, C, H, W] tensor, got {_desc(spatial)}")
+    if not spatial.is_floating_point():
+        raise ValueError(f"spatial must be a floating-point tensor, got dtype {spatial.dtype}")
+    if not isinstance(glimpse_size_px, int) or glimpse_size_px < 1:
+        raise ValueError(f"glimpse_size_px must be a positive int, got {glimpse_size_px!r}")
+    if viewpoint.batch_size != spatial.shape[0]:
+        raise ValueError(
+            f"viewpoint has batch size {viewpoint.batch_size} but spatial has batch size {spatial.shape[0]}"
+        )
+    b = spatial.shape[0]
+    g = glimpse_size_px
+    with torch.autocast(device_type=spatial.device.type, enabled=False):
+        yx = viewpoint.to(spatial.device).positions(g).reshape(b, g, g, 2)
+        grid = yx.flip(-1)  # grid_sample wants (x, y)
+        out = F.grid_sample(
+            spatial.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+    return out.to(spatial.dtype)

@@ -1,0 +1,77 @@
+"""Canvas Attention (paper §4, Appendix B): cross-attention between glimpse tokens and the canvas.
+
+Read: glimpse tokens query the canvas. Write: canvas tokens query the glimpse. In the "asymmetric"
+design the learned projections sit on the glimpse (backbone) side only; the canvas side gets just
+LayerNorm and RoPE. The "qkvo" ablation adds the canvas-side projections back (paper Table 3 b, c).
+Both return a residual for the querying stream.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rope import Rope, apply_rope
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    b, n, d = x.shape  # [B, N, D] -> [B, h, N, D/h]
+    return x.view(b, n, num_heads, d // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, hd = x.shape  # [B, h, N, hd] -> [B, N, h*hd]
+    return x.transpose(1, 2).reshape(b, n, h * hd)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # K/V follow Q's dtype: under autocast the canvas side is float32 while Q comes out of a Linear.
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
+
+
+class CanvasRead(nn.Module):
+    """local += o_map(SDPA(q_map(LN(local)), LN(canvas), LN(canvas))) with RoPE on q and k."""
+
+    def __init__(self, local_dim: int, canvas_dim: int, num_heads: int, qkvo: bool, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.ln_q = nn.LayerNorm(local_dim, eps=eps)
+        self.ln_kv = nn.LayerNorm(canvas_dim, eps=eps)
+        self.q_map = nn.Linear(local_dim, canvas_dim)
+        self.o_map = nn.Linear(canvas_dim, local_dim)
+        self.k_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+        self.v_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+
+    def forward(self, local: torch.Tensor, canvas: torch.Tensor, local_rope: Rope, canvas_rope: Rope) -> torch.Tensor:
+        h = self.num_heads
+        q = apply_rope(split_heads(self.q_map(self.ln_q(local)), h), local_rope)  # [B, h, Nl, hd]
+        kv = self.ln_kv(canvas)  # [B, Nc, Dc]
+        k = split_heads(self.k_map(kv) if self.k_map is not None else kv, h)
+        v = split_heads(self.v_map(kv) if self.v_map is not None else kv, h)
+        out = _attend(q, apply_rope(k, canvas_rope), v)  # [B, h, Nl, hd]
+        return self.o_map(merge_heads(out))
+
+
+class CanvasWrite(nn.Module):
+    """canvas += SDPA(LN(canvas), k_map(LN(local)), v_map(LN(local))) with RoPE on q and k."""
+
+    def __init__(self, local_dim: int, canvas_dim: int, num_heads: int, qkvo: bool, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.ln_q = nn.LayerNorm(canvas_dim, eps=eps)
+        self.ln_kv = nn.LayerNorm(local_dim, eps=eps)
+        self.k_map = nn.Linear(local_dim, canvas_dim)
+        self.v_map = nn.Linear(local_dim, canvas_dim)
+        self.q_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+        self.o_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+
+    def forward(self, canvas: torch.Tensor, local: torch.Tensor, canvas_rope: Rope, local_rope: Rope) -> torch.Tensor:
+        h = self.num_heads
+        q = self.ln_q(canvas)  # [B, Nc, Dc]
+        q = apply_rope(split_heads(self.q_map(q) if self.q_map is not None else q, h), canvas_rope)
+        kv = self.ln_kv(local)  # [B, Nl, Dl]
+        k = apply_rope(split_heads(self.k_map(kv), h), local_rope)
+        v = split_heads(self.v_map(kv), h)
+        out = merge_heads(_attend(q, k, v))  # [B, Nc, Dc]
+        return self.o_map(out) if self.o_map is not None else out

@@ -1,0 +1,59 @@
+"""2D rotary position embeddings over scene coordinates (SR-RoPE, shared by CanViT and DINOv3).
+
+Per head of dimension hd there are nf = hd/4 periods base^(j/nf). A position p = (y, x) gets angles
+2*pi*p/period laid out as [y-angles, x-angles, y-angles, x-angles] and rotates (i, i + hd/2) pairs
+("rotate-half"). Tokens without a position (prefix tokens: CLS, registers, VPE) are left as they are.
+Everything here is float32 regardless of autocast (paper D.3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+
+def rope_periods(head_dim: int, base: float = 100.0, device: torch.device | str | None = None) -> torch.Tensor:
+    """[hd/4] float32 periods base^(j/nf), j = 0..nf-1."""
+    nf = head_dim // 4
+    return base ** (torch.arange(nf, dtype=torch.float32, device=device) / nf)
+
+
+class Rope(NamedTuple):
+    """cos/sin tables [..., N_total, hd] covering every token; prefix rows are (1, 0): no rotation."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def rope_tables(positions: torch.Tensor, periods: torch.Tensor, num_prefix: int) -> Rope:
+    """Tables for tokens [num_prefix unpositioned tokens, *positions]; positions: [..., N, 2] (y, x)."""
+    with torch.autocast(device_type=positions.device.type, enabled=False):
+        p = positions.float()
+        angles = (2 * math.pi * p[..., None]) / periods  # [..., N, 2, nf]
+        angles = angles.flatten(-2)  # [..., N, 2nf]: y-angles then x-angles
+        angles = torch.cat([angles, angles], dim=-1)  # [..., N, hd]
+        cos, sin = angles.cos(), angles.sin()
+        if num_prefix:
+            shape = (*cos.shape[:-2], num_prefix, cos.shape[-1])
+            cos = torch.cat([cos.new_ones(shape), cos], dim=-2)
+            sin = torch.cat([sin.new_zeros(shape), sin], dim=-2)
+    return Rope(cos, sin)
+
+
+def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """Rotate x [B, heads, N, hd] by tables broadcastable to [B, 1, N, hd]; computed in float32."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf = x.float()
+        x1, x2 = xf.chunk(2, dim=-1)
+        rotated = torch.cat([-x2, x1], dim=-1)
+        out = xf * rope.cos + rotated * rope.sin
+    return out.to(x.dtype)
+
+
+def unsqueeze_heads(rope: Rope) -> Rope:
+    """[B, N, hd] tables -> [B, 1, N, hd] (broadcast over heads); [N, hd] tables pass through."""
+    if rope.cos.ndim == 3:
+        return Rope(rope.cos[:, None], rope.sin[:, None])
+    return rope

@@ -1,0 +1,86 @@
+"""Named presets: CanViT-B and every row of the paper's ablation table (Table 3).
+
+Rows f-i change only the pretraining recipe, so their architecture is CanViT-B's; `training_change`
+says what differs (canvit-train reads it when it builds its recipes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import CanViTConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    table3_row: str  # "baseline" or "a".."k"
+    label: str  # the paper's wording
+    config: CanViTConfig
+    training_change: str = ""
+    hub_repo: str = ""  # the released checkpoint trained with this preset (org "canvit")
+
+    def num_params(self) -> int:
+        """Parameters of the base CanViT (no readout heads, no buffers): Table 3's "Params"."""
+        from .canvit import CanViT
+
+        with _meta_device():
+            model = CanViT(self.config)
+        return sum(p.numel() for p in model.parameters())
+
+
+class _meta_device:
+    """Build modules on the meta device: parameter counts without allocating memory."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self._ctx = torch.device("meta")
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+
+
+_B = CanViTConfig()
+_ABL = "canvit/canvitb16-abl-{}"
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("canvitb16", "baseline", "CanViT-B (baseline)", _B,
+               hub_repo="canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02"),
+        Preset("dcan256", "a", "D_can = 256, asymmetric (n_h = 2)", CanViTConfig(canvas_num_heads=2),
+               hub_repo=_ABL.format("dcan256-2026-03-02")),
+        Preset("qkvo-dcan256", "b", "D_can = 256, + QKVO (n_h = 2)",
+               CanViTConfig(canvas_num_heads=2, canvas_projections="qkvo"),
+               hub_repo=_ABL.format("qkvo-dcan256-2026-03-02")),
+        Preset("qkvo-dcan384", "c", "D_can = 384, + QKVO (n_h = 3)",
+               CanViTConfig(canvas_num_heads=3, canvas_projections="qkvo"),
+               hub_repo=_ABL.format("qkvo-dcan384-2026-03-02")),
+        Preset("no-reads", "d", "No canvas reads", CanViTConfig(enable_reads=False),
+               hub_repo=_ABL.format("no-reads-2026-03-02")),
+        Preset("rw-stride6", "e", "RW stride = 6 (1R / 1W)", CanViTConfig(rw_stride=6),
+               hub_repo=_ABL.format("rw-stride6-2026-03-03")),
+        Preset("no-dense", "f", "No dense supervision", _B, training_change="CLS loss only (no patch loss)",
+               hub_repo=_ABL.format("no-dense-2026-03-02")),
+        Preset("no-fiid-1riid", "g", "No F-IID, 1x R-IID", _B, training_change="rollouts: 1 R-IID",
+               hub_repo=_ABL.format("no-fiid-1riid-2026-03-02")),
+        Preset("no-fiid-2riid", "h", "No F-IID, 2x R-IID", _B, training_change="rollouts: 2 R-IID",
+               hub_repo=_ABL.format("no-fiid-2riid-2026-03-06")),
+        Preset("no-bptt", "i", "No BPTT (K = 1)", _B,
+               training_change="TBPTT chunk K=1, stop probability 0.25",
+               hub_repo=_ABL.format("no-bptt-2026-03-06")),
+        Preset("vit-s", "j", "D_bb = 384 (= ViT-S backbone)", CanViTConfig(backbone_name="vits16"),
+               hub_repo=_ABL.format("vit-s-2026-03-03")),
+        Preset("no-vpe", "k", "No VPE token", CanViTConfig(enable_vpe=False),
+               hub_repo=_ABL.format("no-vpe-2026-03-02")),
+    ]
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"preset {name!r} is unknown; valid presets: {list(PRESETS)}") from None

@@ -1,0 +1,1 @@
+"""CanViT pretraining (teacher-feature export, standardization statistics, distillation). Not implemented yet."""
