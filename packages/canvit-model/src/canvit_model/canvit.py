@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import CanViTConfig, ViTConfig
+from .config import CanViTConfig
 from .geometry import Viewpoint, grid_coords
-from .layers.block import Block, PatchEmbed
 from .layers.canvas_attention import CanvasRead, CanvasWrite
 from .layers.heads import PositionStandardizer, Readout
-from .layers.rope import Rope, rope_periods, rope_tables, unsqueeze_heads
+from .layers.rope import rope_periods, rope_tables, unsqueeze_heads
+from .layers.vit import ViT
 from .layers.vpe import ViewpointEncoding
 
 
@@ -42,21 +42,6 @@ class CanViTOutput:
     state: RecurrentState
     glimpse_patches: torch.Tensor  # [B, g*g, D] backbone patch tokens after the last block
     vpe: torch.Tensor | None  # [B, D] the VPE token after the last block (None without VPE)
-
-
-class ViT(nn.Module):
-    """Patch embedding + blocks: the trunk shared by the CanViT backbone and DINOv3."""
-
-    def __init__(self, cfg: ViTConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.patch_embed = PatchEmbed(cfg.dim, cfg.patch_size)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-
-    def rope(self, positions: torch.Tensor, num_prefix: int) -> Rope:
-        """RoPE tables for the blocks: positions [..., N, 2] in scene coordinates."""
-        periods = rope_periods(self.cfg.head_dim, self.cfg.rope_base, device=positions.device)
-        return unsqueeze_heads(rope_tables(positions, periods, num_prefix))
 
 
 class CanViT(nn.Module):
