@@ -80,8 +80,6 @@ def resolve_files(
             raise OSError(f"hub repo {repo!r} not found (or private: log in or set HF_TOKEN)") from e
         except RevisionNotFoundError as e:
             raise OSError(f"hub repo {repo!r} has no revision {revision!r}") from e
-        except EntryNotFoundError as e:
-            raise OSError(f"hub repo {repo!r} (revision {revision or 'main'}) has no file {name!r}") from e
         except LocalEntryNotFoundError as e:
             offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
             why = "HF_HUB_OFFLINE is set" if offline or local_files_only else "the hub could not be reached"
@@ -91,6 +89,8 @@ def resolve_files(
                 "cache (HF_HOME) here, and run with HF_HUB_OFFLINE=1; or pass a local directory holding "
                 f"{', '.join(filenames)}."
             ) from e
+        except EntryNotFoundError as e:
+            raise OSError(f"hub repo {repo!r} (revision {revision or 'main'}) has no file {name!r}") from e
     return out
 
 
@@ -196,7 +196,7 @@ def _config_from_v01(cfg: dict[str, Any]) -> tuple[CanViTConfig, int, int]:
     proj = mc.pop("canvas_proj_mode", "asymmetric")
     proj = {"asymmetric": "asymmetric", "full": "qkvo", "qkvo": "qkvo"}.get(proj)
     if proj is None:
-        raise ValueError(f"canvas_proj_mode={mc!r} is unknown; valid: 'asymmetric', 'full'")
+        raise ValueError(f"canvas_proj_mode={cfg['model_config'].get('canvas_proj_mode')!r} is unknown; valid: 'asymmetric', 'full'")
     grids = cfg.get("canvas_patch_grid_sizes") or [32]
     if len(grids) != 1:
         raise ValueError(f"canvas_patch_grid_sizes={grids}: only checkpoints with one standardizer grid are supported")
