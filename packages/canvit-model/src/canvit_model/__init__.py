@@ -5,8 +5,10 @@
 
 from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
 from .config import BACKBONES, CanViTConfig, ViTConfig
+from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .presets import PRESETS, Preset, preset
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
 
 __version__ = "0.1.0"
 
@@ -16,12 +18,18 @@ __all__ = [
     "CanViTConfig",
     "CanViTForPretraining",
     "CanViTOutput",
+    "DINOv3",
+    "DINOv3Features",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PRESETS",
     "Preset",
     "RecurrentState",
     "ViTConfig",
     "Viewpoint",
+    "center_crop_transform",
     "grid_coords",
     "preset",
     "sample_at_viewpoint",
+    "square_resize_transform",
 ]

@@ -119,3 +119,17 @@ def sample_at_viewpoint(
             spatial.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
     return out.to(spatial.dtype)
+
+
+def grid_coords_hw(h: int, w: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Cell centres of an h x w grid tiling [-1, 1]^2, each axis normalized on its own: [h, w, 2] (y, x).
+
+    For h == w this equals `grid_coords(h)`. It is DINOv3's "separate" patch-centre normalization:
+    ((i + 0.5) / n) * 2 - 1 with n = h for rows and n = w for columns.
+    """
+    if h < 1 or w < 1:
+        raise ValueError(f"grid size h={h}, w={w} must be >= 1")
+    cy = ((torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h) * 2 - 1
+    cx = ((torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w) * 2 - 1
+    ys, xs = torch.meshgrid(cy, cx, indexing="ij")
+    return torch.stack([ys, xs], dim=-1)
