@@ -3,8 +3,11 @@
     uv run paper/make_tables.py                 # all tables -> paper/out/tableNN.{csv,md}
     uv run paper/make_tables.py --only 1 3      # some of them
     uv run paper/make_tables.py --out DIR       # elsewhere
+    uv run paper/make_tables.py --no-figures    # tables only
 
-Each table lives in paper/tables/tableNN.py and exposes build() -> list[Table]. Cells that need
+Each table lives in paper/tables/tableNN.py and exposes build() -> list[Table]; each figure lives in
+paper/figures/figureNN.py and exposes build(out_dir) -> list[Path] (PNGs, matplotlib Agg). `--only`
+selects tables; figures are built on full runs (no --only) unless --no-figures. Cells that need
 data or hardware we do not have say so, and name the command that produces them.
 """
 
@@ -26,6 +29,17 @@ def table_modules() -> dict[int, Path]:
     for path in sorted((HERE / "tables").glob("table[0-9][0-9].py")):
         mods[int(path.stem[5:])] = path
     return mods
+
+
+def figure_modules() -> dict[int, Path]:
+    return {int(p.stem[6:]): p for p in sorted((HERE / "figures").glob("figure[0-9][0-9].py"))}
+
+
+def build_figures(out_dir: Path) -> list[Path]:
+    paths: list[Path] = []
+    for path in figure_modules().values():
+        paths.extend(load(path).build(out_dir))
+    return paths
 
 
 def load(path: Path):
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=int, nargs="+", metavar="N", help="table numbers to build (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="output directory (default: paper/out)")
     ap.add_argument("--quiet", action="store_true", help="do not print the tables")
+    ap.add_argument("--no-figures", action="store_true", help="do not build paper/figures/figureNN.py")
     args = ap.parse_args(argv)
     tables = build_tables(args.only)
     md = []
@@ -64,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             print(t.to_markdown())
     (args.out / "tables.md").write_text("\n".join(md), encoding="utf-8")
     print(f"wrote {len(tables)} table(s) to {args.out}/ (tableNN.csv, tableNN.md, tables.md)")
+    if not args.no_figures and not args.only:
+        figs = build_figures(args.out)
+        print(f"wrote {len(figs)} figure(s): {', '.join(p.name for p in figs)}")
     return 0
 
 

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PAPER = Path(__file__).resolve().parents[1]
 
 
@@ -17,7 +19,37 @@ def test_make_tables_writes_csv_and_markdown(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 12
     assert rows[0]["Params"] == "95.2M"
+    assert rows[0]["GFLOPs"] == "15.5" and rows[0]["GFLOPs (paper)"] == "15.5"
     assert {r["Row"] for r in rows} == set("abcdefghijk") | {""}
     t1 = (tmp_path / "table01.csv").read_text()
     assert "Canvas embedding dim,1024" in t1 and "Canvas Attention R/W stride,2" in t1
     assert (tmp_path / "table01.md").read_text().startswith("### Table 1")
+
+
+@pytest.mark.slow
+def test_make_tables_full_run_writes_flop_tables_and_figure(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(PAPER / "make_tables.py"), "--out", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    for n in (3, 5, 10, 13, 15, 16):
+        assert (tmp_path / f"table{n:02d}.csv").exists() and (tmp_path / f"table{n:02d}.md").exists()
+    assert (tmp_path / "figure07.png").read_bytes()[:4] == b"\x89PNG"
+    t5 = (tmp_path / "table05.md").read_text()
+    assert "215.21" in t5 and "needs GPU + ADE20K" in t5
+
+
+def test_make_tables_no_figures(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(PAPER / "make_tables.py"), "--only", "10", "--out", str(tmp_path), "--quiet",
+         "--no-figures"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "figure07.png").exists()
+    with open(tmp_path / "table10.csv") as f:
+        rows = {r["Component"]: r for r in csv.DictReader(f)}
+    assert rows["Per-glimpse total"]["Total (G)"] == "15.9"

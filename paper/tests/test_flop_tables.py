@@ -1,0 +1,86 @@
+"""Our analytical FLOPs round to the paper's printed values (Tables 3, 5, 10, 13, 15, 16)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+PAPER = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PAPER))
+
+from canvit_eval.flops import round_half_up  # noqa: E402
+from canvit_model import PRESETS  # noqa: E402
+
+
+def _load(kind: str, stem: str):
+    spec = importlib.util.spec_from_file_location(f"paper_{kind}_{stem}_test", PAPER / kind / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _decimals(v: float) -> int:
+    s = repr(v)
+    return len(s.split(".")[1]) if "." in s else 0
+
+
+def test_table03_gflops_match_paper():
+    t3 = _load("tables", "table03")
+    for p in PRESETS.values():
+        assert round_half_up(t3.gflops(p), 1) == t3.PAPER_GFLOPS[p.table3_row], p.name
+
+
+def test_table05_gflops_match_paper():
+    t5 = _load("tables", "table05")
+    for model, bb, px, grid, paper_g, _ in t5.PAPER_ROWS:
+        assert round_half_up(t5.gflops(bb, px, grid), _decimals(paper_g)) == paper_g, (model, px, grid)
+
+
+def test_table10_matches_paper():
+    t10 = _load("tables", "table10")
+    for name, (count, each, total) in t10.components().items():
+        p_count, p_each, p_total = t10.PAPER[name]
+        assert count == p_count and round_half_up(total, 1) == p_total, name
+        if p_each is not None:
+            assert round_half_up(each, 1) == p_each, name
+
+
+def test_table13_matches_paper():
+    t13 = _load("tables", "table13")
+    assert {k: round_half_up(v, 1) for k, v in t13.components().items()} == t13.PAPER
+
+
+def test_table15_matches_paper_except_documented_cells():
+    t15 = _load("tables", "table15")
+    ours = t15.components()
+    assert set(ours) == set(t15.PAPER)
+    for k, v in ours.items():
+        if k in t15.INCONSISTENT:
+            continue
+        assert round_half_up(v, 1) == t15.PAPER[k], k
+    # the documented inconsistency: the paper prints 9 x (rounded per-step cost)
+    assert round_half_up(ours["Decoder - ViT (9x10.6)"], 1) == 95.0
+    assert round_half_up(9 * round_half_up(ours["Decoder - ViT (9x10.6)"] / 9, 1), 1) == 95.4
+    assert round_half_up(9 * round_half_up(ours["Decoder - CNN (9x84.3)"] / 9, 1), 1) == 758.7
+
+
+def test_table16_matches_paper():
+    t16 = _load("tables", "table16")
+    for name, exact in t16.rows_exact().items():
+        for ours, paper in zip(exact, t16.PAPER[name]):
+            if paper is None:
+                assert ours is None
+            else:
+                assert round_half_up(ours, 1) == paper, name
+
+
+def test_figure07_writes_png(tmp_path):
+    f7 = _load("figures", "figure07")
+    paths = f7.build(tmp_path)
+    assert [p.name for p in paths] == ["figure07.png"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    b = f7.panel_b()
+    canvit, ame = b["CanViT-B (32x32 canvas)"], b["AME"]
+    assert canvit[7] == pytest.approx(8 * canvit[0])  # linear in T
+    assert round_half_up(ame[7], 1) == 309.0  # T = 8: Table 13
