@@ -36,7 +36,7 @@ def rollout(m):
 def test_save_then_load_round_trips_bit_exactly(tmp_path):
     m = small()
     m.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["teacher_dim"] == 48 and cfg["teacher_patch_grid"] == 4
     assert cfg["canvit_config"]["backbone_name"] == "vits16"

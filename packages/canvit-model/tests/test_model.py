@@ -77,7 +77,7 @@ def test_rollout_shapes_any_canvas_and_glimpse_size(kw, grid, glimpse_px):
 def test_canvas_is_broadcast_from_one_init_token():
     m = small_model()
     st = m.init_state(batch_size=3, canvas_grid_size=5)
-    spatial = m.canvas_spatial(st.canvas)
+    spatial = m.canvas_patch_grid(st.canvas)
     assert spatial.shape == (3, 5, 5, 64)
     assert torch.equal(spatial, m.init_canvas_patch.expand(3, 5, 5, 64))
     assert torch.equal(st.canvas[:, :16], m.init_canvas_registers.expand(3, -1, -1))

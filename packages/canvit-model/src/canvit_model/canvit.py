@@ -29,15 +29,19 @@ from .layers.vit import ViT
 from .layers.vpe import ViewpointEncoding
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecurrentState:
     """What carries over between glimpses: canvas [B, R + G*G, D_can] and recurrent CLS [B, 1, D]."""
 
     canvas: torch.Tensor
     recurrent_cls: torch.Tensor
 
+    def detach(self) -> RecurrentState:
+        """Cut the gradient history (truncated BPTT chunk boundaries)."""
+        return RecurrentState(canvas=self.canvas.detach(), recurrent_cls=self.recurrent_cls.detach())
 
-@dataclass
+
+@dataclass(frozen=True)
 class CanViTOutput:
     state: RecurrentState
     glimpse_patches: torch.Tensor  # [B, g*g, D] backbone patch tokens after the last block
@@ -75,6 +79,18 @@ class CanViT(nn.Module):
     def num_canvas_registers(self) -> int:
         return self.cfg.num_canvas_registers
 
+    @property
+    def backbone_dim(self) -> int:
+        return self.cfg.backbone.dim
+
+    @property
+    def canvas_dim(self) -> int:
+        return self.cfg.canvas_dim
+
+    @property
+    def patch_size(self) -> int:
+        return self.cfg.backbone.patch_size
+
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         """A fresh canvas (registers + one learned patch broadcast to G x G) and the initial CLS."""
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -99,8 +115,13 @@ class CanViT(nn.Module):
             )
         return g
 
-    def canvas_spatial(self, canvas: torch.Tensor) -> torch.Tensor:
-        """The spatial part of the canvas as a grid: [B, G, G, D_can] (registers dropped)."""
+    def canvas_patches(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The spatial canvas tokens, registers dropped: [B, G*G, D_can] (row-major)."""
+        self.canvas_grid_size(canvas)
+        return canvas[:, self.num_canvas_registers :]
+
+    def canvas_patch_grid(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The spatial canvas tokens as a grid: [B, G, G, D_can]."""
         g = self.canvas_grid_size(canvas)
         return canvas[:, self.num_canvas_registers :].unflatten(1, (g, g))
 
@@ -227,8 +248,7 @@ class CanViTForPretraining(nn.Module):
 
     def predict_teacher_patches(self, canvas: torch.Tensor) -> torch.Tensor:
         """Standardized teacher patch predictions from the canvas spatial tokens: [B, G*G, teacher_dim]."""
-        self.canvit.canvas_grid_size(canvas)
-        return self.teacher_patch_readout(canvas[:, self.canvit.num_canvas_registers :])
+        return self.teacher_patch_readout(self.canvit.canvas_patches(canvas))
 
     def predict_teacher_cls(self, recurrent_cls: torch.Tensor) -> torch.Tensor:
         """Standardized teacher CLS prediction from the recurrent CLS [B, 1, D]: [B, teacher_dim]."""

@@ -130,14 +130,22 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     model.load_state_dict(dict(state_dict), strict=True)
 
 
-def save_atomic(directory: str | os.PathLike[str], config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Path:
-    """Write config.json + model.safetensors; each file lands via a temporary file and rename."""
+def save_atomic(
+    directory: str | os.PathLike[str],
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    readme: str | None = None,
+) -> Path:
+    """Write model.safetensors, README.md (optional) and config.json, last: a directory with a
+    config.json is complete. Weights and config land via a temporary file and an atomic rename."""
     out = Path(os.fspath(directory))
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     tmp_w = out / f".{WEIGHTS_NAME}.tmp"
     save_file(tensors, os.fspath(tmp_w), metadata={"format": "pt"})
     os.replace(tmp_w, out / WEIGHTS_NAME)
+    if readme:
+        (out / "README.md").write_text(readme, encoding="utf-8")
     tmp_c = out / f".{CONFIG_NAME}.tmp"
     tmp_c.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp_c, out / CONFIG_NAME)
@@ -264,4 +272,17 @@ def pretraining_config_dict(model) -> dict[str, Any]:
 
 
 def save_pretraining_model(model, save_directory: str | os.PathLike[str]) -> Path:
-    return save_atomic(save_directory, pretraining_config_dict(model), model.state_dict())
+    return save_atomic(save_directory, pretraining_config_dict(model), model.state_dict(), readme=MODEL_CARD)
+
+
+MODEL_CARD = """---
+library_name: canvit-model
+license: mit
+tags:
+- canvit
+- active-vision
+---
+
+A CanViT checkpoint (canvit-pytorch 0.2 layout: config.json + model.safetensors), written by `canvit-model`.
+Load it with `canvit_model.CanViTForPretraining.from_pretrained(path_or_repo)` or with canvit-pytorch.
+"""
