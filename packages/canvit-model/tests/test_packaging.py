@@ -1,0 +1,55 @@
+"""canvit-model stands alone: small dependency set, no training/eval imports, README quickstart runs."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+PKG = Path(__file__).resolve().parents[1]
+ROOT = PKG.parents[1]
+HUB_ID = "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02"
+
+
+def test_dependencies_are_the_small_set():
+    deps = tomllib.loads((PKG / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ \[;]", d)[0].lower().replace("_", "-") for d in deps}
+    assert names <= {"torch", "safetensors", "huggingface-hub", "einops"}, names
+
+
+def test_import_pulls_in_no_heavy_or_workspace_packages():
+    code = (
+        "import sys, canvit_model\n"
+        "from canvit_model import DINOv3, CanViTForPretraining\n"
+        "bad = [m for m in ('transformers', 'torchvision', 'matplotlib', 'canvit_train', 'canvit_eval',"
+        " 'dinov3_probes', 'timm') if m in sys.modules]\n"
+        "print('BAD', bad)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "BAD []" in r.stdout, r.stdout + r.stderr
+
+
+def _quickstart(readme: Path) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    code = [b for b in blocks if "CanViTForPretraining.from_pretrained" in b]
+    assert code, f"no quickstart in {readme}"
+    return code[0]
+
+
+@pytest.mark.parametrize("readme", [ROOT / "README.md", PKG / "README.md"], ids=["root", "canvit-model"])
+def test_readme_quickstart_runs_against_a_local_checkpoint(readme, tmp_path, capsys):
+    from canvit_model import CanViTForPretraining
+
+    code = _quickstart(readme)
+    assert HUB_ID in code
+    torch.manual_seed(0)
+    CanViTForPretraining().save_pretrained(tmp_path / "ckpt")  # CanViT-B layout, random weights
+    ns: dict = {}
+    with torch.no_grad():
+        exec(compile(code.replace(HUB_ID, str(tmp_path / "ckpt")), str(readme), "exec"), ns)
+    out = ns["out"]
+    assert out.state.canvas.shape == (1, 16 + 32 * 32, 1024)
+    assert out.state.recurrent_cls.shape == (1, 1, 768)
