@@ -46,58 +46,6 @@ def test_save_then_load_round_trips_bit_exactly(tmp_path):
     assert torch.equal(a.canvas, b.canvas) and torch.equal(a.recurrent_cls, b.recurrent_cls)
 
 
-def test_v01_layout_loads_by_renaming_keys(tmp_path):
-    m = small()
-    m.save_pretrained(tmp_path / "v02")
-    sd = load_file(tmp_path / "v02" / "model.safetensors")
-    inverse = {}
-    for k in sd:
-        # build the 0.1 name by inverting the documented rename table
-        for old in _v01_candidates(k):
-            if rename_v01_key(old) == k:
-                inverse[k] = old
-                break
-    assert len(inverse) == len(sd), sorted(set(sd) - set(inverse))
-    d = tmp_path / "v01"
-    d.mkdir()
-    save_file({inverse[k]: v for k, v in sd.items()}, d / "model.safetensors")
-    (d / "config.json").write_text(json.dumps({
-        "backbone_name": "vits16",
-        "canvas_patch_grid_sizes": [4],
-        "model_config": {"rw_stride": 2, "n_backbone_registers": 5, "n_canvas_registers": 16,
-                         "canvas_num_heads": 2, "canvas_head_dim": 32, "enable_vpe": True, "teacher_dim": 48},
-    }))
-    m1 = CanViTForPretraining.from_pretrained(d)
-    assert torch.equal(rollout(m1).canvas, rollout(m).canvas)
-
-
-def _v01_candidates(k: str) -> list[str]:
-    import re
-
-    k2 = k.removeprefix("canvit.")
-    c = [k2, "backbone." + k2.removeprefix("backbone.")]
-    c += [re.sub(r"^canvas_reads\.(\d+)\.(\w+)\.", lambda mm: f"canvas_read.{mm[1]}.{_V01[mm[2]]}.", k2)
-          if k2.startswith("canvas_reads.") else k2]
-    c += [re.sub(r"^canvas_writes\.(\d+)\.(\w+)\.", lambda mm: f"canvas_write.{mm[1]}.{_V01[mm[2]]}.", k2)
-          if k2.startswith("canvas_writes.") else k2]
-    special = {
-        "init_canvas_registers": "canvas_register_init", "init_canvas_patch": "canvas_spatial_init",
-        "init_recurrent_cls": "recurrent_cls_init", "vpe.frequencies": "vpe.B",
-    }
-    c.append(special.get(k2, k2))
-    for new, old in [("teacher_patch_readout.", "scene_patches_head."), ("teacher_cls_readout.", "scene_cls_head.")]:
-        if k.startswith(new):
-            c.append(old + k[len(new):])
-    for new, old in [("teacher_cls_standardizer.", "cls_standardizers.4."),
-                     ("teacher_patch_standardizer.", "scene_standardizers.4.")]:
-        if k.startswith(new):
-            c.append(old + k[len(new):].replace("fitted", "_initialized"))
-    return c
-
-
-_V01 = {"q_map": "q_proj", "k_map": "k_proj", "v_map": "v_proj", "o_map": "out_proj", "ln_q": "q_norm", "ln_kv": "kv_norm"}
-
-
 def test_mismatched_keys_are_listed(tmp_path):
     m = small()
     m.save_pretrained(tmp_path)

@@ -73,3 +73,36 @@ def test_checkpoint_layout_matches_canvit_pytorch(tmp_path):
     small = CanViTForPretraining(CanViTConfig(backbone_name="vits16", canvas_num_heads=2), teacher_patch_grid=4)
     small.save_pretrained(tmp_path)
     assert set(load_file(tmp_path / "model.safetensors")) == set(small.state_dict())
+
+
+def test_v01_layouts_rename_onto_ours():
+    """Every 0.1 checkpoint layout (as canvit-pytorch 0.1.10 saves it) maps key-for-key onto our model."""
+    from canvit_model.hub import parse_pretraining_config, rename_v01_key
+
+    layouts = json.loads((PARITY / "fixtures" / "reference_layout_v01.json").read_text())["layouts"]
+    assert set(layouts) == set(scenario.VARIANTS)
+    for variant, layout in layouts.items():
+        cfg, teacher_dim, grid, kind = parse_pretraining_config(layout["config.json"])
+        assert kind == "0.1" and cfg == CanViTConfig(**scenario.VARIANTS[variant]), variant
+        with torch.device("meta"):
+            m = CanViTForPretraining(cfg, teacher_dim=teacher_dim, teacher_patch_grid=grid)
+        renamed = {rename_v01_key(k): shape for k, shape in layout["keys"].items()}
+        assert renamed == {k: list(v.shape) for k, v in m.state_dict().items()}, variant
+
+
+def test_v01_checkpoint_directory_loads_and_matches_reference(tmp_path):
+    """A directory in the real 0.1 layout loads through from_pretrained and reproduces the golden rollout."""
+    from safetensors.torch import save_file
+
+    from canvit_model.hub import rename_v01_key
+
+    variant = "vit-s"
+    layout = json.loads((PARITY / "fixtures" / "reference_layout_v01.json").read_text())["layouts"][variant]
+    sd = build(variant).state_dict()
+    save_file({k01: sd[rename_v01_key(k01)].contiguous() for k01 in layout["keys"]}, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(layout["config.json"]))
+    model = CanViTForPretraining.from_pretrained(tmp_path)
+    ref, _ = load_fixture(variant)
+    ours = scenario.run(model, Viewpoint, sample_at_viewpoint, "abl", variant)
+    for k, v in ours.items():
+        assert torch.allclose(v, ref[k], rtol=RTOL, atol=RTOL * float(ref[k].abs().max())), k
