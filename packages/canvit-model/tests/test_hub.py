@@ -118,3 +118,21 @@ def test_pickles_are_never_read(tmp_path):
     torch.save({"x": torch.zeros(1)}, p)
     with pytest.raises(ValueError, match="no pickle"):
         read_safetensors(p)
+
+
+def test_our_safetensors_writer_is_read_by_safetensors(tmp_path):
+    from safetensors import safe_open
+
+    from canvit_model.hub import write_safetensors
+
+    t = {
+        "f32": torch.randn(3, 5), "bf16": torch.randn(7).to(torch.bfloat16), "i64": torch.arange(4),
+        "flag": torch.tensor(True), "empty": torch.zeros(0, 3), "strided": torch.randn(4, 6)[:, ::2],
+    }
+    write_safetensors(t, tmp_path / "x.safetensors", metadata={"format": "pt"})
+    with safe_open(tmp_path / "x.safetensors", framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
+        back = {k: f.get_tensor(k) for k in f.keys()}
+    assert set(back) == set(t)
+    for k in t:
+        assert back[k].dtype == t[k].dtype and torch.equal(back[k], t[k]), k

@@ -7,15 +7,17 @@ read with safetensors only: nothing is ever unpickled.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from .config import CanViTConfig
@@ -130,6 +132,41 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     model.load_state_dict(dict(state_dict), strict=True)
 
 
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+    """Write the safetensors format (u64 header length, JSON header, raw little-endian bytes).
+
+    Ours because safetensors' own torch writer needs numpy, which canvit-model does not depend on.
+    Tensors are laid out by decreasing element size, then name, so every tensor stays aligned.
+    """
+    items = sorted(
+        ((k, v.detach().to("cpu").contiguous()) for k, v in tensors.items()),
+        key=lambda kv: (-kv[1].element_size(), kv[0]),
+    )
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, t in items:
+        if t.dtype not in _ST_DTYPES:
+            raise ValueError(f"cannot store {name} of dtype {t.dtype} in safetensors")
+        n = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for _, t in items:
+            if t.numel():
+                f.write(ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()))
+
+
 def save_atomic(
     directory: str | os.PathLike[str],
     config: dict[str, Any],
@@ -142,7 +179,7 @@ def save_atomic(
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     tmp_w = out / f".{WEIGHTS_NAME}.tmp"
-    save_file(tensors, os.fspath(tmp_w), metadata={"format": "pt"})
+    write_safetensors(tensors, tmp_w, metadata={"format": "pt"})
     os.replace(tmp_w, out / WEIGHTS_NAME)
     if readme:
         (out / "README.md").write_text(readme, encoding="utf-8")
