@@ -137,11 +137,12 @@ class CanViT(nn.Module):
         """Process one glimpse [B, 3, g*p, g*p] seen from `viewpoint`; returns the updated state."""
         cfg = self.cfg
         b, grid = self._check_inputs(glimpse, state, viewpoint, canvas_grid_size)
+        viewpoint = viewpoint.to(glimpse.device)
         n_prefix = cfg.num_local_prefix
         g = glimpse.shape[-1] // cfg.backbone.patch_size
 
         # Scene-relative positions (float32): glimpse patches move with the viewpoint, the canvas is fixed.
-        local_pos = viewpoint.to(glimpse.device).positions(g)  # [B, g*g, 2]
+        local_pos = viewpoint.positions(g)  # [B, g*g, 2]
         canvas_pos = grid_coords(grid, device=glimpse.device).reshape(grid * grid, 2)  # [G*G, 2]
         canvas_periods = rope_periods(cfg.canvas_head_dim, cfg.backbone.rope_base, device=glimpse.device)
         backbone_rope = self.backbone.rope(local_pos, n_prefix)

@@ -76,7 +76,14 @@ class Viewpoint:
         )
 
     def to(self, device: torch.device | str) -> Viewpoint:
-        return Viewpoint(self.centers.to(device), self.scales.to(device))
+        """The same viewpoints on `device` (already validated: no second check, no host sync)."""
+        device = torch.device(device)
+        if self.centers.device == device:
+            return self
+        moved = object.__new__(Viewpoint)
+        object.__setattr__(moved, "centers", self.centers.to(device))
+        object.__setattr__(moved, "scales", self.scales.to(device))
+        return moved
 
     def positions(self, n: int) -> torch.Tensor:
         """Scene coordinates of the n x n cell centres of this viewpoint's crop: [B, n*n, 2], float32."""
