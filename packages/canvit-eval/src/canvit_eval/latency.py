@@ -1,0 +1,401 @@
+"""Inference latency of CanViT-B (one glimpse) vs DINOv3 ViT-B/16 (whole scene): paper Appendix I, Table 19.
+
+The paper's protocol (Appendix I.1; pipeline-notes 2.8), which this follows:
+
+* latency, not throughput: batch 1, device synchronisation before and after every timed call;
+* CanViT-B with random weights: timed call = `init_state(1, scene/16)` + one forward of a 128 px
+  glimpse (the canvas grid is scene/16, so the canvas matches DINOv3's patch grid); DINOv3 ViT-B/16
+  (random weights): one forward of a scene x scene image;
+* 3 warm-up calls (not timed; the first triggers torch.compile), then timed calls until a time
+  budget is spent (paper: 30 s CPU, 60 s CUDA), at least --min-iters and at most --max-iters;
+* every (model, scene, threads, precision, pass) configuration runs in a fresh Python process, the
+  configurations in a seeded random order;
+* CPU: fp32, eager, at several `torch.set_num_threads` values; CUDA: fp32 and AMP bf16 (weights
+  fp32, `torch.autocast`), `torch.compile`d; CUDA peak memory = `torch.cuda.max_memory_allocated`
+  over the timed calls, the counter reset after warm-up.
+
+Every timed call becomes one row of a tidy CSV (default benchmarks/results/latency-<host>-<date>.csv),
+appended one finished configuration at a time. Re-running with the same --out skips configurations
+already in the file, so an interrupted run resumes. Tables and figures take the minimum:
+
+    uv run --package canvit-eval canvit-latency --budget-s 2 --min-iters 2      # quick CPU run, 1 and 2 threads
+    uv run --package canvit-eval canvit-latency --threads 1 4 8 16 32           # the paper's CPU sweep
+    uv run --package canvit-eval canvit-latency --device cuda                   # fp32 + bf16, compiled, 128-2048 px
+    uv run paper/make_tables.py --only 19                                       # Table 19 from the CSVs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MODELS = ("canvit-b", "dinov3-b")
+CPU_SCENES = (128, 256, 512, 1024)
+CUDA_SCENES = (128, 256, 512, 1024, 2048)
+PATCH = 16
+
+COLUMNS = [
+    "machine",  # CPU model name (/proc/cpuinfo) or GPU name
+    "device",  # cpu | cuda
+    "threads",  # torch.get_num_threads() in the worker
+    "precision",  # fp32 | bf16 (AMP autocast, weights fp32)
+    "compiled",  # 1 = torch.compile, 0 = eager
+    "model",  # canvit-b | dinov3-b
+    "scene_px",  # scene side in px
+    "grid",  # canvas grid (CanViT) or patch grid (DINOv3) side: scene_px / 16
+    "glimpse_px",  # CanViT glimpse side (128); empty for DINOv3
+    "pass",  # 1..passes
+    "iteration",  # 0-based timed iteration
+    "ms",  # wall time of one synchronised call
+    "peak_mem_mib",  # CUDA: max_memory_allocated over the timed calls, MiB; empty on CPU
+    "torch",
+    "date",  # UTC date of the run
+    "host",
+    "loadavg1",  # 1-minute load average when the configuration started (contention check)
+    "budget_s",
+    "seed",
+]
+KEY = ("machine", "device", "threads", "precision", "compiled", "model", "scene_px", "glimpse_px", "pass")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    scene_px: int
+    device: str
+    threads: int
+    precision: str
+    compiled: bool
+    pass_index: int
+    glimpse_px: int = 128
+
+    @property
+    def grid(self) -> int:
+        return self.scene_px // PATCH
+
+    def label(self) -> str:
+        what = (f"{self.model} scene {self.scene_px} px (canvas {self.grid}², {self.glimpse_px} px glimpse)"
+                if self.model == "canvit-b" else f"{self.model} scene {self.scene_px} px ({self.grid}² patches)")
+        how = f"{self.device} {self.threads}T {self.precision} {'compiled' if self.compiled else 'eager'}"
+        return f"{what}, {how}, pass {self.pass_index}"
+
+
+# -- machine description -------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return cpu_name()
+
+
+def loadavg1() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+# -- the worker: one configuration in this (fresh) process ---------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def make_call(cfg: Config, seed: int):
+    """Build the model (random weights) and inputs; return the zero-argument timed call."""
+    import torch
+
+    from canvit_model import DINOv3, CanViT, CanViTConfig, Viewpoint
+
+    torch.manual_seed(seed)
+    dev = torch.device(cfg.device)
+    if cfg.model == "canvit-b":
+        model = CanViT(CanViTConfig()).eval().to(dev)
+        glimpse = torch.randn(1, 3, cfg.glimpse_px, cfg.glimpse_px, device=dev)
+        viewpoint = Viewpoint.full_scene(batch_size=1, device=dev)
+        grid = cfg.grid
+        fwd = torch.compile(model) if cfg.compiled else model
+
+        def call():
+            state = model.init_state(batch_size=1, canvas_grid_size=grid)
+            return fwd(glimpse, state, viewpoint).state.canvas
+
+    elif cfg.model == "dinov3-b":
+        model = DINOv3("vitb16").eval().to(dev)
+        images = torch.randn(1, 3, cfg.scene_px, cfg.scene_px, device=dev)
+        fwd = torch.compile(model) if cfg.compiled else model
+
+        def call():
+            return fwd(images)
+
+    else:
+        raise ValueError(f"unknown model {cfg.model!r}; valid: {MODELS}")
+
+    if cfg.precision == "bf16":
+        def timed():
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+                return call()
+    elif cfg.precision == "fp32":
+        timed = call
+    else:
+        raise ValueError(f"unknown precision {cfg.precision!r}; valid: fp32, bf16")
+    return timed
+
+
+def run_config(cfg: Config, *, seed: int, warmup: int, budget_s: float, min_iters: int, max_iters: int) -> dict:
+    """Warm up, then time calls until the budget is spent. Returns ms per call and peak memory."""
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda but torch.cuda.is_available() is False")
+    call = make_call(cfg, seed)
+    times: list[float] = []
+    peak = None
+    with torch.inference_mode():
+        for _ in range(warmup):
+            _sync(cfg.device)
+            call()
+            _sync(cfg.device)
+        if cfg.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        while len(times) < max_iters and (len(times) < min_iters or time.perf_counter() - start < budget_s):
+            _sync(cfg.device)
+            t0 = time.perf_counter()
+            call()
+            _sync(cfg.device)
+            times.append((time.perf_counter() - t0) * 1e3)
+        if cfg.device == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**20
+    return {
+        "ms": times,
+        "peak_mem_mib": peak,
+        "threads": torch.get_num_threads(),
+        "machine": machine_name(cfg.device),
+        "torch": torch.__version__,
+    }
+
+
+def _worker(args: argparse.Namespace) -> int:
+    spec = json.loads(args.worker)
+    cfg = Config(**spec["config"])
+    result = run_config(cfg, **spec["run"])
+    Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+def repo_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for p in [here, *here.parents]:
+        if (p / "uv.lock").exists() or (p / ".git").exists():
+            return p
+    return here
+
+
+def default_out() -> Path:
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
+    return repo_root() / "benchmarks" / "results" / f"latency-{host}-{date}.csv"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def config_key(cfg: Config, machine: str) -> tuple[str, ...]:
+    return row_key({
+        "machine": machine, "device": cfg.device, "threads": cfg.threads, "precision": cfg.precision,
+        "compiled": int(cfg.compiled), "model": cfg.model, "scene_px": cfg.scene_px,
+        "glimpse_px": cfg.glimpse_px if cfg.model == "canvit-b" else "", "pass": cfg.pass_index,
+    })
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append complete rows in one write (header first if the file is new), then fsync."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+        if header != COLUMNS:
+            raise SystemExit(f"{path} has columns {header}; expected {COLUMNS}. Use another --out.")
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    if new:
+        w.writeheader()
+    w.writerows(rows)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def plan(args: argparse.Namespace) -> list[Config]:
+    cuda = args.device == "cuda"
+    scenes = args.scenes or (CUDA_SCENES if cuda else CPU_SCENES)
+    precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32"])
+    threads = args.threads or ([torch_threads_default()] if cuda else [1, 2])
+    compiled = {"auto": cuda, "on": True, "off": False}[args.compile]
+    configs = [
+        Config(model=m, scene_px=s, device=args.device, threads=t, precision=p, compiled=compiled,
+               pass_index=k, glimpse_px=args.glimpse_px)
+        for m in args.models for s in scenes for t in threads for p in precisions
+        for k in range(1, args.passes + 1)
+    ]
+    random.Random(args.seed).shuffle(configs)
+    return configs
+
+
+def torch_threads_default() -> int:
+    return os.cpu_count() or 1
+
+
+def run_worker_process(cfg: Config, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "result.json"
+        spec = {
+            "config": asdict(cfg),
+            "run": {"seed": args.seed, "warmup": args.warmup, "budget_s": args.budget_s,
+                    "min_iters": args.min_iters, "max_iters": args.max_iters},
+            "out": str(out),
+        }
+        env = dict(os.environ)
+        env["OMP_NUM_THREADS"] = str(cfg.threads)  # size the OpenMP pool from the start
+        env["MKL_NUM_THREADS"] = str(cfg.threads)
+        r = subprocess.run([sys.executable, "-m", "canvit_eval.latency", "--worker", json.dumps(spec)], env=env)
+        if r.returncode != 0 or not out.exists():
+            raise RuntimeError(f"worker for {cfg.label()} failed with exit code {r.returncode}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="canvit-latency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="default: cpu")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="default: both")
+    ap.add_argument("--scenes", type=int, nargs="+", metavar="PX",
+                    help=f"scene sides in px, multiples of 16 (default: {' '.join(map(str, CPU_SCENES))} on cpu, "
+                         f"{' '.join(map(str, CUDA_SCENES))} on cuda)")
+    ap.add_argument("--threads", type=int, nargs="+", metavar="N",
+                    help="torch.set_num_threads values (default: 1 2 on cpu; os.cpu_count() on cuda)")
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
+                    help="fp32 and/or bf16 (AMP autocast, fp32 weights) (default: fp32 on cpu, both on cuda)")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                    help="torch.compile the model: auto = on for cuda, off (eager) for cpu, as the paper")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds of timed calls per configuration (default: 30 on cpu, 60 on cuda, as the paper)")
+    ap.add_argument("--min-iters", type=int, default=5, help="timed calls at least, budget or not (default: 5)")
+    ap.add_argument("--max-iters", type=int, default=500, help="timed calls at most (default: 500)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed warm-up calls (default: 3, as the paper)")
+    ap.add_argument("--passes", type=int, default=1,
+                    help="fresh-process passes per configuration (default: 1; the authors ran 3)")
+    ap.add_argument("--glimpse-px", type=int, default=128, help="CanViT glimpse side in px (default: 128)")
+    ap.add_argument("--seed", type=int, default=42, help="weights, inputs and the order of configurations")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="CSV to append to (default: benchmarks/results/latency-<host>-<date>.csv in the repo); "
+                         "configurations already in it are skipped")
+    ap.add_argument("--dry-run", action="store_true", help="list the configurations to run and exit")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one configuration (JSON spec)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return _worker(args)
+
+    if args.budget_s is None:
+        args.budget_s = 60.0 if args.device == "cuda" else 30.0
+    for s in args.scenes or []:
+        if s % PATCH or s < PATCH:
+            ap.error(f"scene size {s} px is not a positive multiple of {PATCH}")
+    if args.min_iters < 1 or args.max_iters < args.min_iters:
+        ap.error("need 1 <= --min-iters <= --max-iters")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("canvit-latency: --device cuda but no CUDA GPU is visible to torch", file=sys.stderr)
+            return 2
+
+    out = args.out or default_out()
+    machine = machine_name(args.device)
+    configs = plan(args)
+    done = {row_key(r) for r in read_rows(out)}
+    todo = [c for c in configs if config_key(c, machine) not in done]
+    print(f"canvit-latency: {machine}; {len(configs)} configurations, {len(configs) - len(todo)} already in {out}; "
+          f"budget {args.budget_s:g} s each, {args.warmup} warm-up, {args.min_iters}-{args.max_iters} timed calls")
+    if args.dry_run:
+        for c in todo:
+            print("  " + c.label())
+        return 0
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    host = socket.gethostname()
+    for i, cfg in enumerate(todo, 1):
+        load = loadavg1()
+        t0 = time.perf_counter()
+        res = run_worker_process(cfg, args)
+        ms = res["ms"]
+        rows = [{
+            "machine": res["machine"], "device": cfg.device, "threads": res["threads"], "precision": cfg.precision,
+            "compiled": int(cfg.compiled), "model": cfg.model, "scene_px": cfg.scene_px, "grid": cfg.grid,
+            "glimpse_px": cfg.glimpse_px if cfg.model == "canvit-b" else "", "pass": cfg.pass_index,
+            "iteration": it, "ms": f"{t:.4f}",
+            "peak_mem_mib": "" if res["peak_mem_mib"] is None else f"{res['peak_mem_mib']:.1f}",
+            "torch": res["torch"], "date": date, "host": host,
+            "loadavg1": "" if load is None else f"{load:.2f}", "budget_s": f"{args.budget_s:g}", "seed": args.seed,
+        } for it, t in enumerate(ms)]
+        append_rows(out, rows)
+        mem = f", peak {res['peak_mem_mib']:.0f} MiB" if res["peak_mem_mib"] is not None else ""
+        busy = load is not None and load > (os.cpu_count() or 1) + 0.5
+        warn = f" [1-min load {load:.1f} > {os.cpu_count()} cores: timings may be contended]" if busy else ""
+        print(f"[{i}/{len(todo)}] {cfg.label()}: {len(ms)} calls, min {min(ms):.2f} ms, "
+              f"median {statistics.median(ms):.2f} ms{mem} ({time.perf_counter() - t0:.1f} s){warn}", flush=True)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
