@@ -81,8 +81,9 @@ class Block(nn.Module):
         self.ls2 = LayerScale(cfg.dim, cfg.layerscale_init)
 
     def forward(self, x: torch.Tensor, rope: Rope | None) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        # x + gamma * f(x) as one fused op (same as x + ls(f(x)), one fewer [B, N, D] temporary)
+        x = torch.addcmul(x, self.attn(self.norm1(x), rope), self.ls1.gamma)
+        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
 
 
 class PatchEmbed(nn.Module):

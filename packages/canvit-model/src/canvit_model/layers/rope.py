@@ -46,9 +46,13 @@ def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     """Rotate x [B, heads, N, hd] by tables broadcastable to [B, 1, N, hd]; computed in float32."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = x.float()
-        x1, x2 = xf.chunk(2, dim=-1)
-        rotated = torch.cat([-x2, x1], dim=-1)
-        out = xf * rope.cos + rotated * rope.sin
+        half = xf.shape[-1] // 2
+        rotated = torch.cat([xf[..., half:], xf[..., :half]], dim=-1)
+        rotated[..., :half].neg_()  # rotated = cat(-x2, x1), a fresh tensor: in place is safe
+        if torch.broadcast_shapes(rotated.shape, rope.sin.shape) == rotated.shape:
+            out = rotated.mul_(rope.sin).addcmul_(xf, rope.cos)  # x cos + rot(x) sin, no extra temporaries
+        else:  # tables broadcast x up (e.g. x [1, ...] with [B, ...] tables)
+            out = xf * rope.cos + rotated * rope.sin
     return out.to(x.dtype)
 
 
