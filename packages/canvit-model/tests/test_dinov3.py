@@ -334,3 +334,13 @@ def test_grid_coords_hw_is_per_axis_patch_centres():
     assert g.shape == (2, 4, 2)
     torch.testing.assert_close(g[:, 0, 0], torch.tensor([-0.5, 0.5]))  # rows: ((i + 0.5) / 2) * 2 - 1
     torch.testing.assert_close(g[0, :, 1], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # columns: n = 4
+
+
+def test_inference_mode_then_autograd(tiny):
+    _, d = tiny
+    m = DINOv3.from_pretrained(d)
+    x = images(1, 32, 48)
+    with torch.inference_mode():
+        m(x)
+    m(x).sum().backward()  # nothing from the inference-mode call may be reused
+    assert m.cls_token.grad is not None

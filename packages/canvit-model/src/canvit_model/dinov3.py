@@ -90,7 +90,6 @@ class DINOv3(ViT):
         self.storage_tokens = nn.Parameter(torch.randn(1, num_registers, d) * 0.02)
         self.mask_token = nn.Parameter(torch.zeros(1, d))  # iBOT masking only; unused at inference
         self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self._rope_cache: dict[tuple[int, int, torch.device], Rope] = {}
 
     @property
     def num_prefix(self) -> int:
@@ -112,16 +111,13 @@ class DINOv3(ViT):
         return height // p, width // p
 
     def patch_rope(self, h: int, w: int, device: torch.device) -> Rope:
-        """RoPE tables for [prefix, h*w patches] (float32, cached per grid and device)."""
-        key = (h, w, device)
-        rope = self._rope_cache.get(key)
-        if rope is None:
-            positions = grid_coords_hw(h, w, device=device).reshape(h * w, 2)
-            rope = self.rope(positions, self.num_prefix)
-            if len(self._rope_cache) >= 16:
-                self._rope_cache.clear()
-            self._rope_cache[key] = rope
-        return rope
+        """RoPE tables [1 + R + h*w, head_dim] for [prefix, patches]: float32, prefix rows unrotated.
+
+        Recomputed per call (about a millisecond): a cache would leak inference-mode tensors into
+        later autograd forwards.
+        """
+        positions = grid_coords_hw(h, w, device=device).reshape(h * w, 2)
+        return self.rope(positions, self.num_prefix)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
