@@ -1,0 +1,65 @@
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+PAPER = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PAPER))
+
+
+def _load(rel):
+    spec = importlib.util.spec_from_file_location(f"t_{Path(rel).stem}", PAPER / rel)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def _synthetic(path: Path):
+    from canvit_eval.latency import COLUMNS
+
+    rows = []
+    for model, scene, ms in [("canvit-b", 512, [230.0, 221.5]), ("dinov3-b", 512, [2100.0, 2215.0]),
+                             ("canvit-b", 1024, [500.0]), ("dinov3-b", 1024, [13000.0])]:
+        for i, t in enumerate(ms):
+            rows.append({c: "" for c in COLUMNS} | {
+                "machine": "Test CPU", "device": "cpu", "threads": "1", "precision": "fp32", "compiled": "0",
+                "model": model, "scene_px": str(scene), "grid": str(scene // 16), "pass": "1", "iteration": str(i),
+                "ms": str(t), "torch": "x", "date": "2026-11-24", "seed": "42"})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_table19_renders_measured_paper_and_unmeasured_rows(tmp_path):
+    p = tmp_path / "latency-test.csv"
+    _synthetic(p)
+    (t,) = _load("tables/table19.py").build([p])
+    assert t.number == 19
+    by = {(r[0], r[1], r[2]): r for r in t.rows}
+    m = by[("ours", "Test CPU (1T)", 512)]
+    assert m[3] == "222" and m[5] == "2100" and m[7] == "9.5×" and m[8] == "2 / 2"  # min over calls
+    assert by[("ours", "Test CPU (1T)", 1024)][7] == "26.0×"
+    assert by[("paper", "AMD Ryzen 9 7950X (1T)", 1024)][3:8] == ["488", "—", "13065", "—", "26.8×"]
+    assert by[("paper", "NVIDIA GeForce RTX 4090 (fp32)", 2048)][3:8] == ["13.9", "996", "537", "758", "38.7×"]
+    assert len([r for r in t.rows if r[0] == "paper"]) == 30
+    gaps = [r for r in t.rows if r[0] == "ours" and r[3].startswith("not measured")]
+    # 1T is measured; 4/8/16/32T and both RTX 4090 precisions are not
+    assert len(gaps) == 6 and not any("(1T)" in r[1] for r in gaps)
+    assert any("needs a CUDA GPU" in r[3] and "canvit-latency --device cuda" in r[3] for r in gaps)
+    md = t.to_markdown()
+    assert "not measured: needs a CUDA GPU" in md
+
+
+def test_table19_without_results_marks_everything_unmeasured(tmp_path):
+    (t,) = _load("tables/table19.py").build([])
+    assert not [r for r in t.rows if r[0] == "ours" and not r[3].startswith("not measured")]
+    assert len([r for r in t.rows if r[0] == "ours"]) == 7
+    assert "No measured rows" in t.notes[0]
+
+
+def test_figure08_builds_png(tmp_path):
+    p = tmp_path / "latency-test.csv"
+    _synthetic(p)
+    (png,) = _load("figures/figure08.py").build(tmp_path / "out", [p])
+    assert png.name == "figure08.png" and png.stat().st_size > 10_000
