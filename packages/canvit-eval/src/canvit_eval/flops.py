@@ -334,22 +334,26 @@ def ame_head(convention: Convention = "paper") -> int:
     return linear(n, a["d_dec"], a["patch_size"] ** 2 * a["num_classes"])
 
 
+def _reencoding_costs(arch: dict, num_glimpses: int, convention: Convention) -> tuple[Breakdown, int, int]:
+    """Shared by AME and AdaGlimpse: (cumulative encoder over T steps, one decoder step, T + 1 decodes)."""
+    n_pos = (arch["image_hw"][0] // arch["patch_size"]) * (arch["image_hw"][1] // arch["patch_size"])
+    enc = cumulative_encoder(d=arch["d_enc"], depth=arch["depth_enc"], patch_size=arch["patch_size"],
+                             patches_per_glimpse=arch["patches_per_glimpse"], num_glimpses=num_glimpses,
+                             convention=convention)
+    dec = mae_decoder_step(d=arch["d_dec"], depth=arch["depth_dec"], num_patches=n_pos, convention=convention)
+    return enc, dec.total, num_glimpses + 1
+
+
 def ame(num_glimpses: int = 8, convention: Convention = "paper") -> Breakdown:
     """C_AME(T) (Table 13): cumulative encoder over T steps + (T + 1) x (decoder + head).
 
     Components: encoder_patch_embed, encoder_blocks, decoder_blocks, decoder_head.
     """
-    a = AME
-    n_pos = (a["image_hw"][0] // a["patch_size"]) * (a["image_hw"][1] // a["patch_size"])
-    enc = cumulative_encoder(d=a["d_enc"], depth=a["depth_enc"], patch_size=a["patch_size"],
-                             patches_per_glimpse=a["patches_per_glimpse"], num_glimpses=num_glimpses,
-                             convention=convention)
-    dec = mae_decoder_step(d=a["d_dec"], depth=a["depth_dec"], num_patches=n_pos, convention=convention)
-    k = num_glimpses + 1
+    enc, dec_step, k = _reencoding_costs(AME, num_glimpses, convention)
     return Breakdown(
         encoder_patch_embed=enc["patch_embed"],
         encoder_blocks=enc["blocks"],
-        decoder_blocks=k * dec.total,
+        decoder_blocks=k * dec_step,
         decoder_head=k * ame_head(convention),
     )
 
@@ -389,18 +393,12 @@ def adaglimpse(num_glimpses: int = 8, convention: Convention = "paper") -> Break
 
     Components: encoder_patch_embed, encoder_blocks, decoder_vit, decoder_cnn.
     """
-    a = ADAGLIMPSE
-    n_pos = (a["image_hw"][0] // a["patch_size"]) * (a["image_hw"][1] // a["patch_size"])
-    enc = cumulative_encoder(d=a["d_enc"], depth=a["depth_enc"], patch_size=a["patch_size"],
-                             patches_per_glimpse=a["patches_per_glimpse"], num_glimpses=num_glimpses,
-                             convention=convention)
-    dec = mae_decoder_step(d=a["d_dec"], depth=a["depth_dec"], num_patches=n_pos, convention=convention)
-    k = num_glimpses + 1
+    enc, dec_step, k = _reencoding_costs(ADAGLIMPSE, num_glimpses, convention)
     return Breakdown(
         encoder_patch_embed=enc["patch_embed"],
         encoder_blocks=enc["blocks"],
-        decoder_vit=k * dec.total,
-        decoder_cnn=k * adaglimpse_cnn_head(a["num_classes"]).total,
+        decoder_vit=k * dec_step,
+        decoder_cnn=k * adaglimpse_cnn_head(ADAGLIMPSE["num_classes"]).total,
     )
 
 
