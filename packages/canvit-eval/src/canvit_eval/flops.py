@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from canvit_model import BACKBONES, CanViTConfig, ViTConfig
+from canvit_model import CanViTConfig, ViTConfig
+from canvit_model.config import backbone_config
 
 Convention = Literal["matmul", "paper"]
 CONVENTIONS: tuple[Convention, ...] = ("matmul", "paper")
@@ -281,7 +282,7 @@ def dinov3(
     vith16plus) or a ViTConfig; SwiGLU models count 3 MLP matrices. Non-square inputs are fine.
     """
     _check(convention)
-    cfg = BACKBONES[backbone] if isinstance(backbone, str) else backbone
+    cfg = backbone_config(backbone) if isinstance(backbone, str) else backbone
     width = height if width is None else width
     p = cfg.patch_size
     if height % p or width % p:

@@ -234,6 +234,7 @@ class CanViTForPretraining(nn.Module):
         self.teacher_cls_readout = Readout(cfg.backbone.dim, teacher_dim)
         self.teacher_patch_standardizer = PositionStandardizer(teacher_patch_grid**2, teacher_dim)
         self.teacher_cls_standardizer = PositionStandardizer(1, teacher_dim)
+        self.hub_extra: dict[str, Any] = {}  # config.json "metadata" / "training" carried through save/load
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         return self.canvit.init_state(batch_size=batch_size, canvas_grid_size=canvas_grid_size)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BACKBONES, ViTConfig
+from .config import BACKBONES, ViTConfig, backbone_config
 from .geometry import grid_coords_hw
 from .hub import (
     CONFIG_NAME,
@@ -78,9 +78,7 @@ class DINOv3(ViT):
 
     def __init__(self, cfg: ViTConfig | str = "vitb16", num_registers: int = NUM_REGISTERS) -> None:
         if isinstance(cfg, str):
-            if cfg not in BACKBONES:
-                raise ValueError(f"unknown DINOv3 architecture {cfg!r}; valid names: {sorted(BACKBONES)}")
-            cfg = BACKBONES[cfg]
+            cfg = backbone_config(cfg)
         super().__init__(cfg)
         if num_registers < 0:
             raise ValueError(f"num_registers={num_registers} must be >= 0")
@@ -213,7 +211,7 @@ class DINOv3(ViT):
             hf_cfg = read_json(files[CONFIG_NAME])
             vit_cfg, num_registers = config_from_hf(hf_cfg)
             if config is not None:
-                vit_cfg = BACKBONES[config] if isinstance(config, str) else config
+                vit_cfg = backbone_config(config) if isinstance(config, str) else config
             model = cls(vit_cfg, num_registers)
             state = state_dict_from_hf(read_safetensors(files[WEIGHTS_NAME]), vit_cfg, num_registers, source)
             load_checked(model, state, source=f"{source} (Hugging Face layout)")
@@ -492,7 +490,7 @@ def _load_official(path: Path, config: ViTConfig | str | None, source: str) -> D
     if config is None:
         cfg, num_registers = config_from_official(sd)
     else:
-        cfg = BACKBONES[config] if isinstance(config, str) else config
+        cfg = backbone_config(config) if isinstance(config, str) else config
         num_registers = sd["storage_tokens"].shape[1] if "storage_tokens" in sd else NUM_REGISTERS
     model = DINOv3(cfg, num_registers)
     load_checked(model, state_dict_from_official(sd, cfg, source), source=f"{source} (official layout)")

@@ -304,7 +304,7 @@ def pretraining_config_dict(model) -> dict[str, Any]:
         "teacher_dim": model.teacher_dim,
         "teacher_patch_grid": model.teacher_patch_grid,
     }
-    cfg.update(getattr(model, "hub_extra", {}) or {})
+    cfg.update(model.hub_extra)
     return cfg
 
 

@@ -22,24 +22,13 @@ class Preset:
 
     def num_params(self) -> int:
         """Parameters of the base CanViT (no readout heads, no buffers): Table 3's "Params"."""
-        from .canvit import CanViT
-
-        with _meta_device():
-            model = CanViT(self.config)
-        return sum(p.numel() for p in model.parameters())
-
-
-class _meta_device:
-    """Build modules on the meta device: parameter counts without allocating memory."""
-
-    def __enter__(self) -> None:
         import torch
 
-        self._ctx = torch.device("meta")
-        self._ctx.__enter__()
+        from .canvit import CanViT
 
-    def __exit__(self, *exc) -> None:
-        self._ctx.__exit__(*exc)
+        with torch.device("meta"):  # shapes only: no memory allocated
+            model = CanViT(self.config)
+        return sum(p.numel() for p in model.parameters())
 
 
 _B = CanViTConfig()

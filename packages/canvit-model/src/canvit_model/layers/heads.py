@@ -37,7 +37,7 @@ class PositionStandardizer(nn.Module):
         return self.mean.shape[0]
 
     def _check(self, x: torch.Tensor) -> None:
-        n = x.shape[-2] if x.ndim >= 2 and self.num_positions > 1 else 1
+        n = x.shape[-2] if x.ndim >= 2 else 1
         if self.num_positions > 1 and n != self.num_positions:
             raise ValueError(
                 f"standardizer has statistics for {self.num_positions} positions "
