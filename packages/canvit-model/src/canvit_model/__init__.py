@@ -8,6 +8,7 @@ from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .presets import PRESETS, Preset, preset
+from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "DINOv3Features",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MIN_SCALE",
     "PRESETS",
     "Preset",
     "RecurrentState",
@@ -30,6 +32,9 @@ __all__ = [
     "center_crop_transform",
     "grid_coords",
     "preset",
+    "quadtree_tiles",
+    "quadtree_viewpoint",
+    "random_viewpoints",
     "sample_at_viewpoint",
     "square_resize_transform",
 ]

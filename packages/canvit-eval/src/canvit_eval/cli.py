@@ -1,0 +1,25 @@
+"""`canvit-eval SUBCOMMAND`: the paper's evaluations of a frozen CanViT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from canvit_results import dispatch
+
+COMMANDS = {
+    "train-probe": ("canvit_eval.ade20k.train_probe", "train an ADE20K linear segmentation probe (App. F.2.1)"),
+    "ade20k": ("canvit_eval.ade20k.evaluate", "ADE20K mIoU per timestep under a viewing policy (Tables 5-6)"),
+    "in1k": ("canvit_eval.in1k", "ImageNet-1k top-1/top-5 per timestep through the DINOv3 probe (Table 7)"),
+    "reconstruction": ("canvit_eval.reconstruction", "canvas-vs-teacher cosine per timestep (Tables 3-4)"),
+    "matrix": ("canvit_eval.matrix", "the paper's run matrix: plan, run, skip what is done"),
+    "visualize": ("canvit_eval.visualize", "glimpse boxes, canvas PCA, change maps: PNG strip + GIF"),
+    "latency": ("canvit_eval.latency", "latency benchmark (App. I protocol); same as `canvit-latency`"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch("canvit-eval", "Evaluate a frozen CanViT (policies, ADE20K, ImageNet-1k, reconstruction).", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

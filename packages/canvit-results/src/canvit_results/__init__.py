@@ -1,0 +1,30 @@
+"""canvit-results: the shared results store (tidy per-run tables + provenance) and its summaries.
+
+    from canvit_results import write_run, load_runs, summarize, provenance
+    write_run("results", "ade20k", "c2f-s512-c32-seed0", df, provenance(config=cfg, seed=0))
+    summary = summarize(load_runs("results", "ade20k", with_meta=["extra.policy"]), ["extra.policy", "t"], ["miou"])
+"""
+
+from .cli import dispatch
+from .provenance import code_version, device_info, package_versions, provenance
+from .store import (
+    DEFAULT_ROOT,
+    RunExistsError,
+    RunRef,
+    bootstrap_ci,
+    is_complete,
+    list_runs,
+    load_meta,
+    load_runs,
+    read_meta,
+    results_root,
+    run_paths,
+    summarize,
+    write_run,
+)
+
+__all__ = [
+    "DEFAULT_ROOT", "RunExistsError", "dispatch", "RunRef", "bootstrap_ci", "code_version", "device_info", "is_complete",
+    "list_runs", "load_meta", "load_runs", "package_versions", "provenance", "read_meta", "results_root",
+    "run_paths", "summarize", "write_run",
+]

@@ -1,0 +1,30 @@
+"""`canvit-train SUBCOMMAND` and the `pretrain` shortcut."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from canvit_results import dispatch
+
+COMMANDS = {
+    "export-teacher-features": ("canvit_train.data.export", "precompute DINOv3 teacher features into safetensors shards"),
+    "verify-features": ("canvit_train.data.verify", "check shards: counts, positions, sha256, NaN; optional recompute"),
+    "compute-standardizers": ("canvit_train.data.standardizers", "per-position mean/variance of teacher features"),
+    "pretrain": ("canvit_train.pretrain.cli", "passive-to-active dense latent distillation (same as `pretrain`)"),
+    "benchmark": ("canvit_train.pretrain.benchmark", "training glimpses/s and peak memory of a preset"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch("canvit-train", "CanViT pretraining: teacher features, standardizers, training.", COMMANDS, argv)
+
+
+def pretrain_main(argv: Sequence[str] | None = None) -> int:
+    from canvit_train.pretrain.cli import main as run
+
+    return int(run(list(sys.argv[1:] if argv is None else argv)) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
