@@ -1,0 +1,1 @@
+"""Passive-to-active dense latent distillation (paper §5, Appendices D-E)."""

@@ -1,0 +1,99 @@
+"""Pretraining recipes as small code: `PretrainConfig` and the named presets.
+
+`canvit-b` is the paper's Table 2 exactly; the Table 3 ablations change the architecture (through
+`canvit_model.PRESETS`) or the recipe (rollouts, dense loss, TBPTT chunk); `smoke` is a tiny model with
+a tiny random teacher on a generated scene set that runs anywhere in minutes.
+Table 2 of `paper/make_tables.py` is rendered from `PRESETS["canvit-b"]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from canvit_model import PRESETS as MODEL_PRESETS
+
+ROLLOUTS = ("f-iid", "r-iid")  # F-IID: full scene first, then random; R-IID: random from t0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    # model
+    model_preset: str = "canvitb16"  # a canvit_model.PRESETS name (architecture)
+    teacher: str = "facebook/dinov3-vitb16-pretrain-lvd1689m"  # hub id or local dir (transformers layout)
+    # data
+    dataset: str = "ImageNet-21k"
+    dataset_version: str = "winter21_whole"
+    preprocessing: str = "Resize(512) + CenterCrop"
+    augmentation: str = "None"
+    scene_size: int = 512  # px
+    glimpse_size: int = 128  # px
+    canvas_grid: int = 32
+    min_scale: float = 0.05  # s_min: a crop covers at least 0.25% of the scene
+    # rollouts
+    rollouts: tuple[str, ...] = ("f-iid", "r-iid")  # one rollout of each per step, from fresh canvases
+    tbptt_chunk: int = 2  # K glimpses per backward
+    stop_probability: float = 0.5  # after each chunk, stop with this probability (mean length K / p)
+    dense_loss: bool = True  # patch MSE (False: CLS loss only, ablation f)
+    cls_loss: bool = True
+    # optimization
+    optimizer: str = "AdamW"
+    batch_size: int = 64  # scenes per step (global, across ranks)
+    steps: int = 2_000_000
+    lr_start: float = 1e-7
+    lr_peak: float = 4e-4
+    lr_schedule: str = "warmup-constant"
+    warmup_steps: int = 100_000
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    amp: str = "bf16"  # forward precision on CUDA ("bf16" or "fp32"); CPU always fp32
+    layerscale_init: float = 1e-5
+    seed: int = 0
+    # overrides of the architecture for tiny models (smoke); None = the model preset's own
+    backbone_override: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def expected_glimpses_per_rollout(self) -> float:
+        """Mean rollout length: chunks are geometric with stop probability p, so E[T] = K / p."""
+        return self.tbptt_chunk / self.stop_probability
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> PretrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+CANVIT_B = PretrainConfig()
+_ABLATION = CANVIT_B.replace(steps=215_000, warmup_steps=20_000)
+
+PRESETS: dict[str, PretrainConfig] = {
+    "canvit-b": CANVIT_B,
+    # Table 3 architecture ablations (a-e, j, k): CanViT-B recipe at the ablation length
+    "abl-dcan256": _ABLATION.replace(model_preset="dcan256"),
+    "abl-qkvo-dcan256": _ABLATION.replace(model_preset="qkvo-dcan256"),
+    "abl-qkvo-dcan384": _ABLATION.replace(model_preset="qkvo-dcan384"),
+    "abl-no-reads": _ABLATION.replace(model_preset="no-reads"),
+    "abl-rw-stride6": _ABLATION.replace(model_preset="rw-stride6"),
+    "abl-vit-s": _ABLATION.replace(model_preset="vit-s"),
+    "abl-no-vpe": _ABLATION.replace(model_preset="no-vpe"),
+    # Table 3 recipe ablations (f-i)
+    "abl-no-dense": _ABLATION.replace(model_preset="no-dense", dense_loss=False),
+    "abl-no-fiid-1riid": _ABLATION.replace(model_preset="no-fiid-1riid", rollouts=("r-iid",)),
+    "abl-no-fiid-2riid": _ABLATION.replace(model_preset="no-fiid-2riid", rollouts=("r-iid", "r-iid")),
+    "abl-no-bptt": _ABLATION.replace(model_preset="no-bptt", tbptt_chunk=1, stop_probability=0.25),
+    # the baseline at the ablation length (Table 3's reference row is trained like the ablations)
+    "abl-baseline": _ABLATION,
+}
+
+
+def preset(name: str) -> PretrainConfig:
+    try:
+        cfg = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"preset {name!r} is unknown; valid presets: {', '.join(PRESETS)}") from None
+    if cfg.model_preset not in MODEL_PRESETS:  # pragma: no cover - guarded by a test
+        raise ValueError(f"preset {name!r} names model preset {cfg.model_preset!r}, which canvit_model lacks")
+    return cfg
