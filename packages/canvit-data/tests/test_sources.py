@@ -79,7 +79,9 @@ def test_broken_dataset_row_is_a_decode_error(tmp_path):
 
 
 def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hugging Face Hub (offline)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(ValueError, match="cannot open 'no-such-org/no-such-dataset'"):
         open_images("no-such-org/no-such-dataset", split="train")
