@@ -118,12 +118,18 @@ def latency(device: str = "cpu") -> Pending:
 # -- reading the store ----------------------------------------------------------------------------------
 
 
+# Sidecar fields that are integers (JSON may hold them as floats or strings in hand-written runs).
+INT_META = ("extra.scene_size", "extra.canvas_grid", "extra.input_px", "extra.seed", "extra.num_glimpses")
+
+
 def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
     """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns."""
     df = load_runs(ctx.results, kind, with_meta=list(meta))
     for m in meta:
         if m not in df.columns:
             df[m] = pd.Series(dtype=object)
+        elif m in INT_META:
+            df[m] = pd.to_numeric(df[m], errors="coerce").astype("Int64")
     return df
 
 
@@ -144,10 +150,20 @@ def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFr
 
 def summary(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> dict[tuple, dict]:
     """`canvit_results.summarize` as {group tuple: row dict} (mean, _lo, _hi, n per metric)."""
+    df = df.dropna(subset=list(by)) if not df.empty else df  # a run missing a grouping field fits no cell
     if df.empty:
         return {}
     s = summarize(df, list(by), list(metrics))
-    return {tuple(r[b] for b in by): r for r in s.to_dict("records")}
+    return {tuple(_py(r[b]) for b in by): r for r in s.to_dict("records")}
+
+
+def _py(v):
+    """numpy / pandas scalars -> int, float or str, so keys compare and print as the paper's (512, not 512.0)."""
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    return v
 
 
 def pct_ci(row: dict, metric: str, digits: int = 1) -> str:

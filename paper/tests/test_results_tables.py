@@ -236,3 +236,14 @@ def test_make_tables_on_an_empty_store(tmp_path):
     # Table 2: every value rendered from the canvit-b preset equals the paper's
     t2 = tables[2]
     assert t2.df["Same"].eq("yes").all(), t2.df[t2.df["Same"] != "yes"]
+
+
+def test_hand_written_sidecar_types_and_missing_fields(tmp_path):
+    ts = list(range(21))
+    _write(tmp_path, "ade20k", "a", {"t": ts, "miou": [0.4] * 21}, model=FLAGSHIP, policy="c2f", scene_size="512",
+           canvas_grid=32.0, seed=0)
+    _write(tmp_path, "ade20k", "b", {"t": ts, "miou": [0.9] * 21}, model=FLAGSHIP, policy="c2f", scene_size=512)
+    (t6,) = make_tables.build_tables([6], Context(results=tmp_path))
+    row = _row(t6, Policy="C2F", **{"Res.": "512/32²"})
+    assert row["n"] == 1 and row["t = 3"] == Bold("40.0 ±0.00")  # "512" and 32.0 are 512 / 32; "b" fits no row
+    assert t6.counts() == (8, 88) and "90.0" not in t6.to_markdown()
