@@ -59,6 +59,14 @@ class Context:
     results: Path = REPO / "results"
     latency_csvs: Sequence[Path] | None = None  # None: benchmarks/results/*.csv of the repository
 
+    @property
+    def where(self) -> str:
+        """The results store as the notes show it: relative to the repository when inside it."""
+        try:
+            return str(Path(self.results).resolve().relative_to(REPO))
+        except ValueError:
+            return str(self.results)
+
 
 def default_results() -> Path:
     """$CANVIT_RESULTS, else `results/` at the repository root."""

@@ -119,7 +119,7 @@ def build(out_dir: Path, ctx: Context | None = None) -> list[Path]:
     for ax in (ax_a, ax_b, ax_c):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=5, ncol=2)
-    fig.suptitle(f"Figure 4: linear-probing results of a frozen CanViT-B (ours from {ctx.results}; "
+    fig.suptitle(f"Figure 4: linear-probing results of a frozen CanViT-B (ours from {ctx.where}; "
                  "paper dashed)", fontsize=9)
     fig.tight_layout()
     path = out_dir / "figure04.png"

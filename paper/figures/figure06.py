@@ -74,7 +74,7 @@ def build(out_dir: Path, ctx: Context | None = None) -> list[Path]:
             ax.set_xlabel("step")
             ax.set_ylabel("loss")
             ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"Figure 6: pretraining loss curves (bold: EMA alpha = {EMA_ALPHA}; faint: raw) from {ctx.results}",
+    fig.suptitle(f"Figure 6: pretraining loss curves (bold: EMA alpha = {EMA_ALPHA}; faint: raw) from {ctx.where}",
                  fontsize=9)
     fig.tight_layout()
     path = out_dir / "figure06.png"

@@ -61,7 +61,7 @@ def build(ctx: Context | None = None) -> list[Table]:
         "Rows f-i differ only in the pretraining recipe, so their parameter counts equal CanViT-B's.",
         f"Δ columns: % change of the mean per-position cosine ({', '.join(sources.RECON_METRICS.values())}: "
         f"destandardized canvas prediction vs teacher) at t = {T_DELTA} (10 R-IID glimpses) against preset "
-        f"{BASELINE}, from the `reconstruction` runs in {ctx.results}. Absolute values with CIs: Table 4.",
+        f"{BASELINE}, from the `reconstruction` runs in {ctx.where}. Absolute values with CIs: Table 4.",
     ]
     cols = ["Row", "Variant", "Preset", "Params", "Params (exact)", "GFLOPs", "GFLOPs (exact)",
             "GFLOPs (paper)", "Δ Sp. Cos", "Δ Sp. Cos (paper)", "Δ CLS Cos", "Δ CLS Cos (paper)"]

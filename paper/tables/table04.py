@@ -48,6 +48,6 @@ def build(ctx: Context | None = None) -> list[Table]:
         f"ViT-B teacher features ({', '.join(sources.RECON_METRICS.values())}), 95% percentile-bootstrap CI range "
         "over n runs (canvit_results.summarize) where n > 1, the mean otherwise; t = 0: after one R-IID "
         "glimpse, t = 9: after 10.",
-        f"Ours: the `reconstruction` runs in {ctx.results}, grouped by their `preset`.",
+        f"Ours: the `reconstruction` runs in {ctx.where}, grouped by their `preset`.",
     ]
     return [Table.from_rows(4, "Ablation reconstruction quality (cosine x100)", cols, rows, notes, ours=ours)]

@@ -76,7 +76,7 @@ def build(ctx: Context | None = None) -> list[Table]:
         "probe (1024 -> 150) on the G x G canvas; the probe's LN/BN are not counted.",
         "Matmul-only counting (what torch's FlopCounterMode and the authors' tests count) gives "
         "DINOv3-B 512 px 215.04 and CanViT c32 15.79 (15.48 glimpse + 0.31 probe).",
-        f"mIoU (%): ours from {ctx.results}: CanViT rows = t = 0 of the `ade20k` runs with a full-scene first "
+        f"mIoU (%): ours from {ctx.where}: CanViT rows = t = 0 of the `ade20k` runs with a full-scene first "
         f"glimpse (policies {', '.join(FULL_SCENE_POLICIES)}) at scene {SCENE} px and the row's canvas grid; "
         "DINOv3 rows = the `ade20k-dinov3` runs of that backbone and input size. Mean x100 (± 95% CI "
         "half-width over runs when n > 1).",

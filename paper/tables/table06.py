@@ -83,7 +83,7 @@ def build(ctx: Context | None = None) -> list[Table]:
             row += [cells[(c, t, "ours")], cells[(c, t, "paper")]]
         rows.append(row)
     notes = [
-        f"Ours: the `ade20k` runs in {ctx.results} (T = 21 glimpses), per run the dataset-level mIoU per timestep; "
+        f"Ours: the `ade20k` runs in {ctx.where} (T = 21 glimpses), per run the dataset-level mIoU per timestep; "
         "cells = mean x100 ± half-width of the 95% percentile-bootstrap CI over the n runs "
         "(canvit_results.summarize; ±0.00 for n = 1). Bold = best policy at that timestep within a resolution.",
         "G/step: one 128 px glimpse + the ADE20K probe at that canvas grid (canvit_eval.flops, convention='paper').",

@@ -57,7 +57,7 @@ def build(ctx: Context | None = None) -> list[Table]:
             row += [cells[(c, t, "ours")], cells[(c, t, "paper")]]
         rows.append(row)
     notes = [
-        f"Ours: the `in1k` runs in {ctx.results} (T = 21 glimpses; recurrent CLS -> destandardized -> DINOv3 "
+        f"Ours: the `in1k` runs in {ctx.where} (T = 21 glimpses; recurrent CLS -> destandardized -> DINOv3 "
         "ViT-B/16 IN1k probe); cells = top-1 mean x100 ± half-width of the 95% percentile-bootstrap CI over "
         f"n runs (paper: n = {PAPER_N}). Bold = best policy at that timestep within a resolution.",
         *model_notes,

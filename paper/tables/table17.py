@@ -77,7 +77,7 @@ def table17(ctx: Context, records: list[dict]) -> Table:
                      f"{r['epoch']} of {r['epochs']}", official, real, paper_real, f"{100 * r['top1']:.2f}",
                      paper_top1])
     notes = [
-        f"Ours: the `dinov3-probes` runs in {ctx.results}; per run, the epoch with the highest IN1k top-1 and "
+        f"Ours: the `dinov3-probes` runs in {ctx.where}; per run, the epoch with the highest IN1k top-1 and "
         "its ReaL top-1 (%, 512x512 val, Resize + CenterCrop). Official = the DINOv3 paper's ReaL numbers.",
         "Selection: `holdout` = hyperparameters chosen on a held-out part of the training features (ours), "
         "`val` = on the validation set (the paper's protocol).",
@@ -116,7 +116,7 @@ def table18(ctx: Context, records: list[dict]) -> Table:
             row += [o, p]
         rows.append(row)
     notes = [
-        f"Ours: `trial_params` of the `dinov3-probes` runs in {ctx.results} (the Optuna trial retrained and "
+        f"Ours: `trial_params` of the `dinov3-probes` runs in {ctx.where} (the Optuna trial retrained and "
         "exported). Peak LR = the trial's `lr` (the reference LR scaled by batch size, App. H.3); DINOv3 init = "
         "weights N(0, 0.01), bias 0 (Yes) or the PyTorch default (No).",
     ]

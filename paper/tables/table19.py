@@ -89,6 +89,10 @@ def ctx_results(ctx: Context | None) -> tuple[list[Path] | None, Path | None]:
     return (list(ctx.latency_csvs) if ctx.latency_csvs is not None else None), ctx.results
 
 
+def where(store: Path | None) -> str:
+    return Context(results=store).where if store is not None else "—"
+
+
 def summarize(rows: list[dict[str, str]]) -> dict[tuple, dict[int, dict[str, tuple[float, float | None, int]]]]:
     """(device, machine, threads, precision, compiled) -> scene -> model -> (min ms, peak MiB, n calls)."""
     ms: dict[tuple, list[float]] = defaultdict(list)
@@ -175,7 +179,7 @@ def build(ctx: Context | None = None) -> list[Table]:
         "peak allocated memory after warm-up (MiB for ours). CanViT-B: init_state + one 128 px glimpse, canvas "
         "grid = scene/16; DINOv3 ViT-B/16: one forward at scene². Random weights. Speedup = t_DINOv3 / t_CanViT.",
         f"Ours: {len(results)} timed calls from {len(list(RESULTS.glob('*.csv'))) if result_paths is None else len(result_paths)} "
-        f"file(s) under benchmarks/results/ and the `latency` runs in {store} (dates {', '.join(s for s in srcs if s) or '—'}); produce more with "
+        f"file(s) under benchmarks/results/ and the `latency` runs in {where(store)} (dates {', '.join(s for s in srcs if s) or '—'}); produce more with "
         f"`{CMD}` (CPU) or `{CMD} --device cuda`. CPU rows are eager fp32; short-budget runs on a shared "
         "machine are noisier than the paper's 30 s / 60 s budgets.",
         "Paper rows: Table 19 as printed (AMD Ryzen 9 7950X, 16 cores, eager fp32; RTX 4090, torch.compile), "
@@ -183,7 +187,7 @@ def build(ctx: Context | None = None) -> list[Table]:
     ]
     if not results:
         notes.insert(0, f"No measured rows: no result CSV under benchmarks/results/ and no `latency` run in "
-                        f"{store} — run `{CMD}`.")
+                        f"{where(store)} — run `{CMD}`.")
     return [Table.from_rows(19, "Inference latency: CanViT-B vs DINOv3 ViT-B/16 (B = 1, min over timed calls)",
                             COLUMNS, rows, notes, ours=["CanViT-B ms", "DINOv3 ViT-B/16 ms"],
                             ours_rows=[r[0] == "ours" for r in rows])]
