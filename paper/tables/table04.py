@@ -36,7 +36,7 @@ def build(ctx: Context | None = None) -> list[Table]:
     rows = []
     for name in PAPER:  # the paper's row order
         p = PRESETS[name]
-        row = [p.label, name, max((summ[(name, t)]["n"] for t in TIMESTEPS if (name, t) in summ), default=0)]
+        row = [p.label, name, max((summ[(name, t)]["n"] for t in TIMESTEPS if (name, t) in summ), default="—")]
         paper = iter(PAPER[name])
         for t in TIMESTEPS:
             for metric in sources.RECON_METRICS.values():

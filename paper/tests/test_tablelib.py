@@ -10,7 +10,9 @@ import pytest
 PAPER = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PAPER))
 
-from tablelib import Bold, Pending, Table, check_format, extension, render_summary, summary_table  # noqa: E402
+from tablelib import (  # noqa: E402
+    REPO, Bold, Context, Pending, Table, check_format, default_results, extension, render_summary, summary_table,
+)
 
 CMD = Pending("uv run --package canvit-eval canvit-eval ade20k --policy c2f --seed S", "a GPU, ADE20K")
 
@@ -101,3 +103,11 @@ def test_summary_counts_per_table_and_total():
     md = render_summary(tables)
     assert md.startswith("## Summary: produced vs pending cells")
     assert "| all     |" in md
+
+
+def test_results_store_default_and_display(monkeypatch, tmp_path):
+    monkeypatch.delenv("CANVIT_RESULTS", raising=False)
+    assert default_results() == REPO / "results"
+    monkeypatch.setenv("CANVIT_RESULTS", str(tmp_path))
+    assert default_results() == tmp_path
+    assert Context(results=REPO / "results").where == "results" and Context(results=tmp_path).where == str(tmp_path)
