@@ -1,55 +1,56 @@
-"""Regenerate the paper's tables from what the packages compute.
+"""Regenerate the paper's tables and figures from what the packages compute and the results store holds.
 
-    uv run paper/make_tables.py                 # all tables -> paper/out/tableNN.{csv,md}
-    uv run paper/make_tables.py --only 1 3      # some of them
-    uv run paper/make_tables.py --out DIR       # elsewhere
-    uv run paper/make_tables.py --no-figures    # tables only
+    uv run paper/make_tables.py                          # all tables + figures -> paper/out/
+    uv run paper/make_tables.py --only 4 6 7             # some tables
+    uv run paper/make_tables.py --results DIR            # another results store ($CANVIT_RESULTS also works)
+    uv run paper/make_tables.py --format latex plain     # also tableNN.tex, tableNN.plain.txt, tables.tex, ...
+    uv run paper/make_tables.py --out DIR --no-figures   # elsewhere, tables only
 
-Each table lives in paper/tables/tableNN.py and exposes build() -> list[Table]; each figure lives in
-paper/figures/figureNN.py and exposes build(out_dir) -> list[Path] (PNGs, matplotlib Agg). `--only`
-selects tables; figures are built on full runs (no --only) unless --no-figures. Cells that need
-data or hardware we do not have say so, and name the command that produces them.
+Each table lives in paper/tables/tableNN.py and exposes build(ctx) -> list[Table] (a pandas DataFrame
+rendered with tabulate); each figure lives in paper/figures/figureNN.py and exposes build(out_dir, ctx)
+-> list[Path] (PNGs, matplotlib Agg). Writes tableNN.csv (machines), tableNN.md and tables.md
+(Markdown, with a produced-vs-pending summary at the top). A cell we have not produced says
+"pending [Pn]" and the table's notes give command Pn and what it needs (GPU, dataset, checkpoint).
+The results layout and which command fills which table: paper/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from tablelib import Table  # noqa: E402
+from tablelib import Context, Table, check_format, default_results, extension, render_summary  # noqa: E402
 
 
 def table_modules() -> dict[int, Path]:
-    mods = {}
-    for path in sorted((HERE / "tables").glob("table[0-9][0-9].py")):
-        mods[int(path.stem[5:])] = path
-    return mods
+    return {int(p.stem[5:]): p for p in sorted((HERE / "tables").glob("table[0-9][0-9].py"))}
 
 
 def figure_modules() -> dict[int, Path]:
     return {int(p.stem[6:]): p for p in sorted((HERE / "figures").glob("figure[0-9][0-9].py"))}
 
 
-def build_figures(out_dir: Path) -> list[Path]:
-    paths: list[Path] = []
-    for path in figure_modules().values():
-        paths.extend(load(path).build(out_dir))
-    return paths
-
-
 def load(path: Path):
-    spec = importlib.util.spec_from_file_location(f"paper_tables_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"paper_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def build_tables(only: list[int] | None = None) -> list[Table]:
+def _call(fn, *args, ctx: Context):
+    """Builders take ctx as their last parameter; analytical ones may take none."""
+    n = len(inspect.signature(fn).parameters)
+    return fn(*args, ctx) if n > len(args) else fn(*args)
+
+
+def build_tables(only: list[int] | None = None, ctx: Context | None = None) -> list[Table]:
+    ctx = ctx or Context(results=default_results())
     mods = table_modules()
     if only:
         unknown = sorted(set(only) - set(mods))
@@ -59,28 +60,60 @@ def build_tables(only: list[int] | None = None) -> list[Table]:
     for number, path in mods.items():
         if only and number not in only:
             continue
-        tables.extend(load(path).build())
+        tables.extend(_call(load(path).build, ctx=ctx))
     return tables
+
+
+def build_figures(out_dir: Path, ctx: Context | None = None) -> list[Path]:
+    ctx = ctx or Context(results=default_results())
+    paths: list[Path] = []
+    for path in figure_modules().values():
+        paths.extend(_call(load(path).build, out_dir, ctx=ctx))
+    return paths
+
+
+def write_all(tables: list[Table], out: Path, formats: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for t in tables:
+        t.write(out, formats)
+    for fmt in ["github", *formats]:
+        text = render_summary(tables, fmt) + "\n" + "\n".join(t.render(fmt) for t in tables)
+        (out / f"tables.{extension(fmt)}").write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", type=int, nargs="+", metavar="N", help="table numbers to build (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="output directory (default: paper/out)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="results store to read (default: $CANVIT_RESULTS, else results/ at the repository root)")
+    ap.add_argument("--format", nargs="+", default=[], metavar="FMT", dest="formats",
+                    help="extra tabulate formats to write beside Markdown and CSV (latex, latex_booktabs, plain, "
+                         "simple, grid, html, rst, ...); the first one is also what is printed")
     ap.add_argument("--quiet", action="store_true", help="do not print the tables")
     ap.add_argument("--no-figures", action="store_true", help="do not build paper/figures/figureNN.py")
     args = ap.parse_args(argv)
-    tables = build_tables(args.only)
-    md = []
-    for t in tables:
-        t.write(args.out)
-        md.append(t.to_markdown())
-        if not args.quiet:
-            print(t.to_markdown())
-    (args.out / "tables.md").write_text("\n".join(md), encoding="utf-8")
-    print(f"wrote {len(tables)} table(s) to {args.out}/ (tableNN.csv, tableNN.md, tables.md)")
+    try:
+        formats = list(dict.fromkeys(check_format(f) for f in args.formats))
+    except ValueError as e:
+        ap.error(str(e))
+    results = args.results if args.results is not None else default_results()
+    if args.results is not None and results.exists() and not results.is_dir():
+        ap.error(f"--results {results} is not a directory")
+    ctx = Context(results=results)
+    tables = build_tables(args.only, ctx)
+    write_all(tables, args.out, [f for f in formats if f != "github"])
+    if not args.quiet:
+        fmt = formats[0] if formats else "github"
+        print(render_summary(tables, fmt))
+        for t in tables:
+            print(t.render(fmt))
+    produced = sum(t.counts()[0] for t in tables)
+    pending = sum(t.counts()[1] for t in tables)
+    print(f"wrote {len(tables)} table(s) to {args.out}/ (tableNN.csv, tableNN.md, tables.md): "
+          f"{produced} cells produced, {pending} pending; results store: {results}")
     if not args.no_figures and not args.only:
-        figs = build_figures(args.out)
+        figs = build_figures(args.out, ctx)
         print(f"wrote {len(figs)} figure(s): {', '.join(p.name for p in figs)}")
     return 0
 

@@ -1,6 +1,6 @@
 """Figure 8: latency vs scene size, CanViT-B (one 128 px glimpse) vs DINOv3 ViT-B/16 (Appendix I).
 
-Left: CPU, right: CUDA. Ours (from benchmarks/results/*.csv): faint dots = every timed call, solid
+Left: CPU, right: CUDA. Ours (from benchmarks/results/*.csv and the results store's `latency` runs): faint dots = every timed call, solid
 markers + lines = minimum per configuration (CPU: best over the measured thread counts, as the paper).
 Paper (Table 19 values): hollow markers, dashed lines (CPU: best of 1-32 threads). A panel without
 measurements says which command fills it.
@@ -46,9 +46,10 @@ def paper_series() -> dict[str, dict[str, list[tuple[int, float]]]]:
     return out
 
 
-def build(out_dir: Path, result_paths: list[Path] | None = None) -> list[Path]:
+def build(out_dir: Path, ctx=None) -> list[Path]:
+    """`ctx` (tablelib.Context): the results store's `latency` runs and the latency CSVs to read."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = t19.load_results(result_paths)
+    rows = t19.load_results(*t19.ctx_results(ctx))
     raw: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
         dev = r["device"]

@@ -7,6 +7,14 @@ from tablelib import Table
 
 
 _SIZE_LETTER = {384: "S", 768: "B", 1024: "L", 1280: "H"}
+# The paper's Table 1, as printed (for the side-by-side column).
+PAPER = {
+    "Backbone": "ViT-B/16", "Backbone embedding dim": "768", "Backbone registers (ephemeral)": "5",
+    "Glimpse patch size": "16^2 px", "Canvas embedding dim": "1024", "Canvas registers (persistent)": "16",
+    "Canvas Attention heads": "8", "Canvas Attention head dim.": "128", "Canvas Attention R/W stride": "2",
+    "RoPE base period": "100", "RoPE precision": "float32", "VPE token": "Enabled",
+    "VPE RFF standard deviation sigma": "1",
+}
 
 
 def build() -> list[Table]:
@@ -33,4 +41,6 @@ def build() -> list[Table]:
         "RoPE precision and the RFF sigma are properties of the code (float32 tables; standard-normal "
         "frequency matrix), not configuration fields.",
     ]
-    return [Table(1, "CanViT-B architecture", ["Hyperparameter", "Value"], rows, notes)]
+    rows = [[k, v, PAPER[k]] for k, v in rows]
+    return [Table.from_rows(1, "CanViT-B architecture", ["Hyperparameter", "Value", "Paper"], rows, notes,
+                            ours=["Value"])]

@@ -31,5 +31,5 @@ def build() -> list[Table]:
         "(ADE20K, 150 classes, 16x16 px per patch).",
         "LayerNorm is counted (5d per token, 2 per block); matmuls only the encoder is 202.72 (prints 202.7).",
     ]
-    return [Table(13, "AME cost at T = 8 glimpses", ["Component (T = 8)", "GFLOPs", "GFLOPs (exact)",
-                                                    "GFLOPs (paper)"], rows, notes)]
+    return [Table.from_rows(13, "AME cost at T = 8 glimpses", ["Component (T = 8)", "GFLOPs", "GFLOPs (exact)",
+                                                              "GFLOPs (paper)"], rows, notes, ours=["GFLOPs"])]

@@ -54,4 +54,5 @@ def build() -> list[Table]:
     ]
     cols = ["Model", "Encoder (G)", "Decoder (G)", "Total (GFLOPs)", "Total (exact)", "Encoder (paper)",
             "Decoder (paper)", "Total (paper)"]
-    return [Table(16, "Total FLOPs at representative operating points", cols, rows, notes)]
+    return [Table.from_rows(16, "Total FLOPs at representative operating points", cols, rows, notes,
+                            ours=["Encoder (G)", "Decoder (G)", "Total (GFLOPs)"])]

@@ -1,7 +1,7 @@
 """Table 19: inference latency, CanViT-B (one 128 px glimpse, canvas = scene/16) vs DINOv3 ViT-B/16 (Appendix I).
 
 Measured rows come from every benchmarks/results/*.csv written by `canvit-latency` (one row per timed
-call); a configuration's latency is the minimum over its calls (and passes), memory the CUDA peak.
+call) and from the `latency` runs of the results store (same columns); a configuration's latency is the minimum over its calls (and passes), memory the CUDA peak.
 The paper's rows are kept below as data, labelled "paper". Paper configurations we have no measurement
 for get one "not measured" row per device, naming the command that would fill it.
 """
@@ -12,7 +12,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from tablelib import Table
+from canvit_results import load_runs
+from tablelib import Context, Pending, Table, default_results
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 CMD = "uv run --package canvit-eval canvit-latency"
@@ -57,13 +58,39 @@ def device_label(device: str, machine: str, threads: int | None, precision: str,
     return f"{machine} ({threads}T{'' if precision == 'fp32' else ', ' + precision}{', compiled' if compiled else ''})"
 
 
-def load_results(paths: list[Path] | None = None) -> list[dict[str, str]]:
+def load_results(paths: list[Path] | None = None, results: Path | None = None) -> list[dict[str, str]]:
+    """Timed calls as CSV-style string dicts: the CSVs `paths` (default benchmarks/results/*.csv) and the
+    `latency` kind of the results store `results` (None: not read)."""
     paths = sorted(RESULTS.glob("*.csv")) if paths is None else paths
     rows: list[dict[str, str]] = []
     for p in paths:
         with open(p, newline="", encoding="utf-8") as f:
             rows.extend(csv.DictReader(f))
+    if results is not None:
+        df = load_runs(results, "latency")
+        if not df.empty:
+            df = df.drop(columns=["kind", "run_key"])
+            for rec in df.to_dict("records"):
+                rows.append({k: _csv_str(v) for k, v in rec.items()})
     return rows
+
+
+def _csv_str(v) -> str:
+    """A value pandas parsed back to its CSV text ("" for missing, 1.0 -> "1" for integral floats)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def ctx_results(ctx: Context | None) -> tuple[list[Path] | None, Path | None]:
+    ctx = ctx or Context(results=default_results())
+    return (list(ctx.latency_csvs) if ctx.latency_csvs is not None else None), ctx.results
+
+
+def where(store: Path | None) -> str:
+    return Context(results=store).where if store is not None else "—"
 
 
 def summarize(rows: list[dict[str, str]]) -> dict[tuple, dict[int, dict[str, tuple[float, float | None, int]]]]:
@@ -71,7 +98,7 @@ def summarize(rows: list[dict[str, str]]) -> dict[tuple, dict[int, dict[str, tup
     ms: dict[tuple, list[float]] = defaultdict(list)
     mem: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
-        k = (r["device"], r["machine"], int(r["threads"]), r["precision"], r["compiled"] == "1",
+        k = (r["device"], r["machine"], int(float(r["threads"])), r["precision"], r["compiled"] in ("1", "True", "true"),
              int(r["scene_px"]), r["model"])
         ms[k].append(float(r["ms"]))
         if r.get("peak_mem_mib"):
@@ -121,7 +148,7 @@ def paper_rows() -> list[list]:
     return rows
 
 
-def unmeasured(results: list[dict[str, str]]) -> list[tuple[str, str]]:
+def unmeasured(results: list[dict[str, str]]) -> list[tuple[str, Pending]]:
     """Paper configurations with no measured counterpart: (paper device label, reason + command)."""
     summary = summarize(results)
     have_cpu_threads = {g[2] for g in summary if g[0] == "cpu" and g[3] == "fp32" and not g[4]}
@@ -132,19 +159,19 @@ def unmeasured(results: list[dict[str, str]]) -> list[tuple[str, str]]:
                              compiled=threads is None)
         if threads is None:
             if precision not in have_cuda:
-                out.append((label, f"not measured: needs a CUDA GPU — run `{CMD} --device cuda`"))
+                out.append((label, Pending(f"{CMD} --device cuda", "a CUDA GPU")))
         elif threads not in have_cpu_threads:
-            out.append((label, f"not measured: needs a CPU with ≥ {threads} cores — run "
-                               f"`{CMD} --threads {threads}` on one"))
+            out.append((label, Pending(f"{CMD} --threads {threads}", f"a CPU with ≥ {threads} cores")))
     return out
 
 
-def build(result_paths: list[Path] | None = None) -> list[Table]:
-    results = load_results(result_paths)
+def build(ctx: Context | None = None) -> list[Table]:
+    result_paths, store = ctx_results(ctx)
+    results = load_results(result_paths, store)
     rows = measured_rows(results)
     gaps = unmeasured(results)
     for label, why in gaps:
-        rows.append(["ours", f"as paper: {label}", "—", why, "", "", "", "", ""])
+        rows.append(["ours", f"as paper: {label}", "—", why, "—", why, "—", "", ""])
     rows.extend(paper_rows())
     srcs = sorted({r.get("date", "") for r in results})
     notes = [
@@ -152,14 +179,15 @@ def build(result_paths: list[Path] | None = None) -> list[Table]:
         "peak allocated memory after warm-up (MiB for ours). CanViT-B: init_state + one 128 px glimpse, canvas "
         "grid = scene/16; DINOv3 ViT-B/16: one forward at scene². Random weights. Speedup = t_DINOv3 / t_CanViT.",
         f"Ours: {len(results)} timed calls from {len(list(RESULTS.glob('*.csv'))) if result_paths is None else len(result_paths)} "
-        f"file(s) under benchmarks/results/ (dates {', '.join(s for s in srcs if s) or '—'}); produce more with "
+        f"file(s) under benchmarks/results/ and the `latency` runs in {where(store)} (dates {', '.join(s for s in srcs if s) or '—'}); produce more with "
         f"`{CMD}` (CPU) or `{CMD} --device cuda`. CPU rows are eager fp32; short-budget runs on a shared "
         "machine are noisier than the paper's 30 s / 60 s budgets.",
         "Paper rows: Table 19 as printed (AMD Ryzen 9 7950X, 16 cores, eager fp32; RTX 4090, torch.compile), "
         "speedups as printed (computed from unrounded times).",
     ]
     if not results:
-        notes.insert(0, f"No measured rows: no result CSV under benchmarks/results/ — run `{CMD}`.")
-    notes.extend(f"{label}: {why}." for label, why in gaps)
-    return [Table(19, "Inference latency: CanViT-B vs DINOv3 ViT-B/16 (B = 1, min over timed calls)",
-                  COLUMNS, rows, notes)]
+        notes.insert(0, f"No measured rows: no result CSV under benchmarks/results/ and no `latency` run in "
+                        f"{where(store)} — run `{CMD}`.")
+    return [Table.from_rows(19, "Inference latency: CanViT-B vs DINOv3 ViT-B/16 (B = 1, min over timed calls)",
+                            COLUMNS, rows, notes, ours=["CanViT-B ms", "DINOv3 ViT-B/16 ms"],
+                            ours_rows=[r[0] == "ours" for r in rows])]

@@ -20,6 +20,7 @@ def test_make_tables_writes_csv_and_markdown(tmp_path):
     assert len(rows) == 12
     assert rows[0]["Params"] == "95.2M"
     assert rows[0]["GFLOPs"] == "15.5" and rows[0]["GFLOPs (paper)"] == "15.5"
+    assert rows[1]["Δ Sp. Cos (paper)"] == "-12.0%"
     assert {r["Row"] for r in rows} == set("abcdefghijk") | {""}
     t1 = (tmp_path / "table01.csv").read_text()
     assert "Canvas embedding dim,1024" in t1 and "Canvas Attention R/W stride,2" in t1
@@ -29,16 +30,20 @@ def test_make_tables_writes_csv_and_markdown(tmp_path):
 @pytest.mark.slow
 def test_make_tables_full_run_writes_flop_tables_and_figure(tmp_path):
     r = subprocess.run(
-        [sys.executable, str(PAPER / "make_tables.py"), "--out", str(tmp_path), "--quiet"],
+        [sys.executable, str(PAPER / "make_tables.py"), "--out", str(tmp_path), "--quiet", "--results",
+         str(tmp_path / "empty-results")],
         capture_output=True,
         text=True,
     )
     assert r.returncode == 0, r.stderr
-    for n in (3, 5, 10, 13, 15, 16):
+    for n in (1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19):
         assert (tmp_path / f"table{n:02d}.csv").exists() and (tmp_path / f"table{n:02d}.md").exists()
     assert (tmp_path / "figure07.png").read_bytes()[:4] == b"\x89PNG"
     t5 = (tmp_path / "table05.md").read_text()
-    assert "215.21" in t5 and "needs GPU + ADE20K" in t5
+    assert "215.21" in t5 and "pending [P1]" in t5 and "canvit-eval ade20k --dinov3 vits16 --input-px 128" in t5
+    assert "a GPU, ADE20K" in t5
+    for n in (4, 6):
+        assert (tmp_path / f"figure{n:02d}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_make_tables_no_figures(tmp_path):

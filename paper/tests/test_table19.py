@@ -6,6 +6,8 @@ from pathlib import Path
 PAPER = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PAPER))
 
+from tablelib import Context, Pending  # noqa: E402
+
 
 def _load(rel):
     spec = importlib.util.spec_from_file_location(f"t_{Path(rel).stem}", PAPER / rel)
@@ -14,7 +16,7 @@ def _load(rel):
     return m
 
 
-def _synthetic(path: Path):
+def _rows():
     from canvit_eval.latency import COLUMNS
 
     rows = []
@@ -25,16 +27,30 @@ def _synthetic(path: Path):
                 "machine": "Test CPU", "device": "cpu", "threads": "1", "precision": "fp32", "compiled": "0",
                 "model": model, "scene_px": str(scene), "grid": str(scene // 16), "pass": "1", "iteration": str(i),
                 "ms": str(t), "torch": "x", "date": "2026-11-24", "seed": "42"})
+    return rows
+
+
+def _synthetic(path: Path):
+    from canvit_eval.latency import COLUMNS
+
+    rows = _rows()
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
 
 
+def _check_measured(t):
+    by = {(r[0], r[1], r[2]): r for r in t.rows}
+    m = by[("ours", "Test CPU (1T)", 512)]
+    assert m[3] == "222" and m[5] == "2100" and m[7] == "9.5×" and m[8] == "2 / 2"  # min over calls
+    assert by[("ours", "Test CPU (1T)", 1024)][7] == "26.0×"
+
+
 def test_table19_renders_measured_paper_and_unmeasured_rows(tmp_path):
     p = tmp_path / "latency-test.csv"
     _synthetic(p)
-    (t,) = _load("tables/table19.py").build([p])
+    (t,) = _load("tables/table19.py").build(Context(results=tmp_path / "empty", latency_csvs=[p]))
     assert t.number == 19
     by = {(r[0], r[1], r[2]): r for r in t.rows}
     m = by[("ours", "Test CPU (1T)", 512)]
@@ -43,23 +59,38 @@ def test_table19_renders_measured_paper_and_unmeasured_rows(tmp_path):
     assert by[("paper", "AMD Ryzen 9 7950X (1T)", 1024)][3:8] == ["488", "—", "13065", "—", "26.8×"]
     assert by[("paper", "NVIDIA GeForce RTX 4090 (fp32)", 2048)][3:8] == ["13.9", "996", "537", "758", "38.7×"]
     assert len([r for r in t.rows if r[0] == "paper"]) == 30
-    gaps = [r for r in t.rows if r[0] == "ours" and r[3].startswith("not measured")]
+    gaps = [r for r in t.rows if r[0] == "ours" and isinstance(r[3], Pending)]
     # 1T is measured; 4/8/16/32T and both RTX 4090 precisions are not
     assert len(gaps) == 6 and not any("(1T)" in r[1] for r in gaps)
-    assert any("needs a CUDA GPU" in r[3] and "canvit-latency --device cuda" in r[3] for r in gaps)
+    assert any(r[3].needs == "a CUDA GPU" and r[3].command.endswith("canvit-latency --device cuda") for r in gaps)
+    assert t.counts() == (2 * 2, 6 * 2)  # 2 measured scenes x 2 models; 6 missing configurations x 2 models
     md = t.to_markdown()
-    assert "not measured: needs a CUDA GPU" in md
+    assert "pending [P" in md and "canvit-latency --device cuda` — needs a CUDA GPU" in md
+    assert "pending: `uv run --package canvit-eval canvit-latency --device cuda` (needs a CUDA GPU)" in t.to_csv()
+
+
+def test_table19_reads_the_latency_kind_of_the_results_store(tmp_path):
+    import pandas as pd
+    from canvit_results import provenance, write_run
+
+    write_run(tmp_path / "res", "latency", "testhost-2026-11-24", pd.DataFrame(_rows()), provenance(),
+              extra={"machine": "Test CPU"})
+    (t,) = _load("tables/table19.py").build(Context(results=tmp_path / "res", latency_csvs=[]))
+    _check_measured(t)
+    assert "the `latency` runs in" in t.notes[1]
 
 
 def test_table19_without_results_marks_everything_unmeasured(tmp_path):
-    (t,) = _load("tables/table19.py").build([])
-    assert not [r for r in t.rows if r[0] == "ours" and not r[3].startswith("not measured")]
+    (t,) = _load("tables/table19.py").build(Context(results=tmp_path / "empty", latency_csvs=[]))
+    assert not [r for r in t.rows if r[0] == "ours" and not isinstance(r[3], Pending)]
     assert len([r for r in t.rows if r[0] == "ours"]) == 7
     assert "No measured rows" in t.notes[0]
+    assert t.counts() == (0, 14)
 
 
 def test_figure08_builds_png(tmp_path):
     p = tmp_path / "latency-test.csv"
     _synthetic(p)
-    (png,) = _load("figures/figure08.py").build(tmp_path / "out", [p])
+    (png,) = _load("figures/figure08.py").build(tmp_path / "out", Context(results=tmp_path / "empty",
+                                                                         latency_csvs=[p]))
     assert png.name == "figure08.png" and png.stat().st_size > 10_000

@@ -90,3 +90,13 @@ def test_summarize_groups_runs(tmp_path):
     assert (rfs["n"] == 1).all() and (rfs["miou_lo"] == rfs["miou_hi"]).all()
     with pytest.raises(KeyError, match="top1"):
         summarize(df, ["policy"], ["top1"])
+
+
+def test_load_runs_meta_fields_holding_dicts_and_lists(tmp_path):
+    params = {"lr": 2.8e-4, "loss": "softmax"}
+    write_run(tmp_path, "dinov3-probes", "vitb16-s", pd.DataFrame({"epoch": [1, 2], "top1": [0.8, 0.85]}), {},
+              extra={"trial_params": params, "rollouts": ["f-iid", "r-iid"]})
+    df = load_runs(tmp_path, "dinov3-probes", with_meta=["extra.trial_params", "extra.rollouts", "extra.missing"])
+    assert df["extra.trial_params"].tolist() == [params, params]
+    assert df["extra.rollouts"].tolist() == [["f-iid", "r-iid"]] * 2
+    assert df["extra.missing"].isna().all()

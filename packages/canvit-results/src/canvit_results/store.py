@@ -205,7 +205,10 @@ def load_runs(root: str | os.PathLike[str] | None, kind: str, *, with_meta: Sequ
         if with_meta:
             meta = read_meta(ref.meta_path) or {}
             for field in with_meta:
-                df[field] = _dig(meta, field)
+                value = _dig(meta, field)
+                # a dict or list (e.g. extra.trial_params) goes into every row as one object
+                df[field] = pd.Series([value] * len(df), index=df.index, dtype=object) \
+                    if isinstance(value, (Mapping, list)) else value
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=list(RUN_COLUMNS))

@@ -1,0 +1,199 @@
+"""Where the paper's numbers come from: the results store (canvit_results) and the commands that fill it.
+
+Every pending cell names one of the commands below, exactly as a user types it. UPPERCASE words are
+paths the user supplies (ADE20K, IMAGENET: the datasets; *_PROBE: a probe directory); `S` is a seed.
+The kinds and their columns are the contract in packages/canvit-results/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from canvit_model import PRESETS
+from canvit_results import load_runs, summarize
+
+from tablelib import Bold, Context, Pending
+
+FLAGSHIP = PRESETS["canvitb16"].hub_repo  # the released CanViT-B checkpoint
+TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+
+# The policies' store names (canvit-eval --policy) and the paper's labels.
+POLICY_LABELS = {"c2f": "C2F", "eg-c2f": "Entropy C2F", "f-iid": "F-IID", "r-iid": "R-IID", "f2c": "F2C",
+                 "rfs": "Rep. full"}
+DINOV3_LABELS = {"vits16": "ViT-S/16", "vits16plus": "ViT-S+/16", "vitb16": "ViT-B/16", "vitl16": "ViT-L/16",
+                 "vith16plus": "ViT-H+/16"}
+
+EVAL = "uv run --package canvit-eval canvit-eval"
+PROBES = "uv run --package dinov3-probes dinov3-probes"
+MATRIX = f"{EVAL} matrix"
+
+
+def dinov3_hub(backbone: str) -> str:
+    return f"facebook/dinov3-{backbone}-pretrain-lvd1689m"
+
+
+def ade20k_probe_cmd(scene: int, grid: int) -> str:
+    return (f"{EVAL} train-probe --model {FLAGSHIP} --data ADE20K --scene-size {scene} --canvas-grid {grid} "
+            f"--out ADE20K_PROBE_C{grid}")
+
+
+def ade20k(policy: str, scene: int = 512, grid: int = 32, *, n: int | None = None) -> Pending:
+    """One ADE20K evaluation run (kind `ade20k`): every timestep of one policy / resolution / seed."""
+    cmd = (f"{EVAL} ade20k --model {FLAGSHIP} --probe ADE20K_PROBE_C{grid} --data ADE20K --policy {policy} "
+           f"--glimpses 21 --seed S --scene-size {scene} --canvas-grid {grid}")
+    seeds = f"S = 0..{n - 1} (paper: n = {n} runs)" if n and n > 1 else "S = 0"
+    return Pending(cmd, f"a GPU, ADE20K val, the CanViT-B checkpoint and an ADE20K probe for a {grid}x{grid} "
+                        f"canvas (`{ade20k_probe_cmd(scene, grid)}`); {seeds}; or all runs: `{MATRIX}`")
+
+
+def ade20k_dinov3(backbone: str, input_px: int) -> Pending:
+    """The DINOv3 baseline at t = 0 (kind `ade20k-dinov3`)."""
+    probe = f"ADE20K_PROBE_{backbone.upper()}_{input_px}PX"
+    train = f"{EVAL} train-probe --dinov3 {backbone} --input-px {input_px} --data ADE20K --out {probe}"
+    return Pending(f"{EVAL} ade20k --dinov3 {backbone} --input-px {input_px} --probe {probe} --data ADE20K",
+                   f"a GPU, ADE20K, {dinov3_hub(backbone)} (hub) and its ADE20K probe (`{train}`)")
+
+
+def in1k(policy: str, scene: int = 512, grid: int = 32, *, n: int | None = None) -> Pending:
+    """One ImageNet-1k evaluation run (kind `in1k`)."""
+    cmd = (f"{EVAL} in1k --model {FLAGSHIP} --probe DINOV3_PROBE --data IMAGENET --policy {policy} "
+           f"--glimpses 21 --seed S")
+    if (scene, grid) != (512, 32):
+        cmd += f" --scene-size {scene} --canvas-grid {grid}"
+    seeds = f"S = 0..{n - 1} (paper: n = {n} runs)" if n and n > 1 else "S = 0"
+    return Pending(cmd, f"a GPU, ImageNet-1k val, the CanViT-B checkpoint and the DINOv3 ViT-B/16 IN1k probe "
+                        f"(DINOV3_PROBE: {probes_cmds('vitb16')[-1]}); {seeds}; or all runs: `{MATRIX}`")
+
+
+def pretrain_preset_for(model_preset: str) -> str:
+    """The canvit-train pretraining preset that trains a canvit_model preset (ablations at their length)."""
+    from canvit_train.pretrain.config import PRESETS as TRAIN
+
+    if model_preset == "canvitb16":
+        return "canvit-b"
+    for name, cfg in TRAIN.items():
+        if name.startswith("abl-") and cfg.model_preset == model_preset:
+            return name
+    return "canvit-b"
+
+
+def pretrain(preset: str) -> str:
+    return f"uv run --package canvit-train pretrain --preset {preset}"
+
+
+def reconstruction(model_preset: str) -> Pending:
+    """Canvas-vs-teacher cosine of one checkpoint (kind `reconstruction`)."""
+    p = PRESETS[model_preset]
+    cmd = f"{EVAL} reconstruction --model {p.hub_repo} --teacher {TEACHER} --data ADE20K --seed S"
+    return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({p.hub_repo} on the "
+                        f"hub, or train it: `{pretrain(pretrain_preset_for(p.name))}`) and the DINOv3 ViT-B "
+                        "teacher; S = 0..n-1 for a CI")
+
+
+def probes_cmds(backbone: str) -> list[str]:
+    feats = f"FEATURES/{backbone}"
+    study = f"--storage sqlite:///dinov3-probes.db --study {backbone}"
+    return [
+        f"{PROBES} extract --model {dinov3_hub(backbone)} --data IMAGENET --split train --out {feats}",
+        f"{PROBES} extract --model {dinov3_hub(backbone)} --data IMAGENET --split val --out {feats}",
+        f"{PROBES} tune --features {feats} {study} --trials 100",
+        f"{PROBES} export {study} --features {feats} --out probes/{backbone}",
+    ]
+
+
+def dinov3_probe(backbone: str) -> Pending:
+    """A tuned DINOv3 IN1k probe (kind `dinov3-probes`)."""
+    cmds = probes_cmds(backbone)
+    return Pending(" && ".join(cmds), f"a GPU, ImageNet-1k train + val (optional ReaL labels: `--real-labels "
+                                      f"real.json` on the val extract) and {dinov3_hub(backbone)} (hub)")
+
+
+def latency(device: str = "cpu") -> Pending:
+    cmd = "uv run --package canvit-eval canvit-latency" + (" --device cuda" if device == "cuda" else "")
+    return Pending(cmd, "a CUDA GPU" if device == "cuda" else "a CPU")
+
+
+# -- reading the store ----------------------------------------------------------------------------------
+
+
+# Sidecar fields that are integers (JSON may hold them as floats or strings in hand-written runs).
+INT_META = ("extra.scene_size", "extra.canvas_grid", "extra.input_px", "extra.seed", "extra.num_glimpses")
+
+
+def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
+    """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns."""
+    df = load_runs(ctx.results, kind, with_meta=list(meta))
+    for m in meta:
+        if m not in df.columns:
+            df[m] = pd.Series(dtype=object)
+        elif m in INT_META:
+            df[m] = pd.to_numeric(df[m], errors="coerce").astype("Int64")
+    return df
+
+
+def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFrame, list[str]]:
+    """Keep one model's runs: the released CanViT-B if present, else the model with the most runs.
+    Returns (rows, notes) so the table says which model it shows and which runs it left out."""
+    if df.empty or column not in df.columns:
+        return df, []
+    counts = df.groupby(column, dropna=False)["run_key"].nunique().sort_values(ascending=False)
+    models = [m for m in counts.index]
+    chosen = FLAGSHIP if FLAGSHIP in models else models[0]
+    notes = [f"Ours: runs of model {chosen}."]
+    others = [f"{m} ({counts[m]} runs)" for m in models if m != chosen]
+    if others:
+        notes.append(f"Left out (another model): {', '.join(str(o) for o in others)}.")
+    return df[df[column] == chosen], notes
+
+
+def summary(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> dict[tuple, dict]:
+    """`canvit_results.summarize` as {group tuple: row dict} (mean, _lo, _hi, n per metric)."""
+    df = df.dropna(subset=list(by)) if not df.empty else df  # a run missing a grouping field fits no cell
+    if df.empty:
+        return {}
+    s = summarize(df, list(by), list(metrics))
+    return {tuple(_py(r[b]) for b in by): r for r in s.to_dict("records")}
+
+
+def _py(v):
+    """numpy / pandas scalars -> int, float or str, so keys compare and print as the paper's (512, not 512.0)."""
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def pct_ci(row: dict, metric: str, digits: int = 1) -> str:
+    """mean x100 ± half-width of the 95% bootstrap CI x100 (Tables 6, 7)."""
+    m, lo, hi = 100 * row[metric], 100 * row[f"{metric}_lo"], 100 * row[f"{metric}_hi"]
+    return f"{m:.{digits}f} ±{(hi - lo) / 2:.2f}"
+
+
+def pct_range(row: dict, metric: str) -> str:
+    """The 95% CI range x100 where n > 1, the point estimate otherwise (Table 4)."""
+    if row["n"] > 1:
+        return f"{100 * row[f'{metric}_lo']:.1f}–{100 * row[f'{metric}_hi']:.1f}"
+    return f"{100 * row[metric]:.1f}"
+
+
+def bold_max(cells: dict[object, tuple[float, object]]) -> dict[object, object]:
+    """{key: (score, cell)} -> {key: cell}, the highest score(s) wrapped in Bold (NaN never wins)."""
+    scores = [s for s, _ in cells.values() if s is not None and np.isfinite(s)]
+    best = max(scores) if scores else None
+    return {k: Bold(c) if best is not None and s is not None and np.isfinite(s) and np.isclose(s, best)
+            else c for k, (s, c) in cells.items()}
+
+
+
+# Reconstruction metrics (kind `reconstruction`): the destandardized canvas prediction vs the raw
+# teacher features, per position (patch) and for the CLS token.
+RECON_METRICS = {"Sp.": "cos_patch_raw", "CLS": "cos_cls_raw"}
+
+
+def reconstruction_summary(ctx: Context) -> dict[tuple, dict]:
+    """{(preset, t): summary row} over the reconstruction runs in the store."""
+    df = runs(ctx, "reconstruction", ["extra.preset"])
+    return summary(df, ["extra.preset", "t"], list(RECON_METRICS.values()))

@@ -1,0 +1,249 @@
+"""make_tables.py on an empty results store and on one populated with fake-but-well-formed runs written
+through canvit_results.write_run: the right cells, CIs (against canvit_results.bootstrap_ci), bold marks,
+pending commands and produced / pending counts."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from canvit_model import PRESETS
+from canvit_results import bootstrap_ci, provenance, write_run
+
+PAPER = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PAPER))
+
+import make_tables  # noqa: E402
+from tablelib import Bold, Context, Pending  # noqa: E402
+
+FLAGSHIP = PRESETS["canvitb16"].hub_repo
+# ADE20K fake mIoU: policy -> level; each run adds a seed offset, each timestep a gain.
+ADE_LEVEL = {"c2f": 0.40, "f-iid": 0.39, "r-iid": 0.20}
+IN1K_LEVEL = {"c2f": 0.77, "f-iid": 0.76}
+
+
+def ade_miou(policy: str, seed: int, t: int) -> float:
+    start = 0.385 if policy in ("c2f", "f-iid") else ADE_LEVEL[policy]  # full-scene t = 0 is shared
+    return start + (0 if t == 0 else ADE_LEVEL[policy] * 0.1 * np.sqrt(t) + 0.003 * seed)
+
+
+def recon(preset: str, seed: int, t: int) -> tuple[float, float]:
+    base = 0.70 if preset == "canvitb16" else 0.62
+    return base * (0.65 + 0.035 * t) + 0.002 * seed, (base + 0.01) * (0.65 + 0.03 * t) - 0.001 * seed
+
+
+_PROVENANCE: dict = {}
+
+
+def _write(root, kind, key, df, **extra):
+    if not _PROVENANCE:  # one git / package-version probe for all the fake runs
+        _PROVENANCE.update(provenance(argv=["test"]))
+    write_run(root, kind, key, pd.DataFrame(df), _PROVENANCE, extra=extra)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    ts = list(range(21))
+    for policy in ADE_LEVEL:
+        for seed in range(3):
+            _write(root, "ade20k", f"canvitb16-{policy}-s512-c32-seed{seed}",
+                   {"t": ts, "miou": [ade_miou(policy, seed, t) for t in ts]}, model=FLAGSHIP, policy=policy,
+                   scene_size=512, canvas_grid=32, seed=seed)
+    _write(root, "ade20k", "canvitb16-c2f-s1024-c64-seed0", {"t": ts, "miou": [0.45] * 21}, model=FLAGSHIP,
+           policy="c2f", scene_size=1024, canvas_grid=64, seed=0)
+    # another model's run (left out) and a killed run (table, no sidecar: never read)
+    _write(root, "ade20k", "other-c2f-s512-c32-seed0", {"t": ts, "miou": [0.99] * 21}, model="runs/mine",
+           policy="c2f", scene_size=512, canvas_grid=32, seed=0)
+    (root / "ade20k" / "canvitb16-f2c-s512-c32-seed0.csv").write_text("t,miou\n0,0.99\n")
+    _write(root, "ade20k-dinov3", "dinov3-vitb16-128px", {"t": [0], "miou": [0.290]}, model="facebook/x",
+           backbone="vitb16", input_px=128)
+    for policy in IN1K_LEVEL:
+        for seed in range(2):
+            _write(root, "in1k", f"canvitb16-{policy}-s512-c32-seed{seed}",
+                   {"t": ts, "top1": [IN1K_LEVEL[policy] + 0.002 * t + 0.001 * seed for t in ts],
+                    "top5": [0.9] * 21}, model=FLAGSHIP, policy=policy, scene_size=512, canvas_grid=32, seed=seed)
+    for preset in ("canvitb16", "dcan256"):
+        for seed in range(2):
+            vals = [recon(preset, seed, t) for t in range(10)]
+            _write(root, "reconstruction", f"{preset}-seed{seed}",
+                   {"t": list(range(10)), "cos_patch_raw": [v[0] for v in vals], "cos_cls_raw": [v[1] for v in vals],
+                    "cos_patch_std": [0.5] * 10, "cos_cls_std": [0.5] * 10},
+                   model=PRESETS[preset].hub_repo, preset=preset, num_glimpses=10, seed=seed)
+    _write(root, "dinov3-probes", "vitb16-study1",
+           {"epoch": [1, 2, 3], "top1": [0.80, 0.85, 0.84], "top5": [0.95, 0.97, 0.97],
+            "real_top1": [0.88, 0.8954, 0.89]},
+           backbone="vitb16", study="study1", selection="holdout",
+           trial_params={"optimizer": "AdamW", "loss": "softmax", "batch_size": 1024, "lr": 2.8e-4,
+                         "weight_decay": 0.092, "beta1": 0.56, "beta2": 0.73, "init": "dinov3", "aug_epochs": 10,
+                         "epochs": 20})
+    steps = np.arange(0, 400, 10)
+    for preset in ("abl-baseline", "abl-no-vpe"):
+        rows = [{"step": s, "rollout": r, "component": c, "loss": 1.0 / (1 + s) + 0.01}
+                for s in steps for r in ("f-iid", "r-iid") for c in ("patch", "cls")]
+        _write(root, "pretrain", preset, pd.DataFrame(rows), preset=preset, run_dir=f"runs/{preset}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tables(store):
+    from canvit_model.presets import Preset
+
+    # Table 3's parameter counts are checked by test_make_tables; here only its Δ columns matter, so skip
+    # building twelve models.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Preset, "num_params", lambda self: 95_200_000)
+        ts = make_tables.build_tables([3, 4, 5, 6, 7, 17, 18], Context(results=store, latency_csvs=[]))
+    return {t.number: t for t in ts}
+
+
+def _row(t, **match):
+    (r,) = [r for _, r in t.df.iterrows() if all(r[k] == v for k, v in match.items())]
+    return r
+
+
+def _pct_ci(values, digits=1):
+    m, lo, hi = bootstrap_ci(values)
+    return f"{100 * m:.{digits}f} ±{100 * (hi - lo) / 2:.2f}"
+
+
+def test_table06_cells_ci_bold_and_pending(tables):
+    t6 = tables[6]
+    c2f = _row(t6, Policy="C2F", **{"Res.": "512/32²"})
+    for t in (1, 9, 20):
+        expected = _pct_ci([ade_miou("c2f", s, t) for s in range(3)])
+        assert c2f[f"t = {t}"] == Bold(expected)  # C2F has the highest fake mIoU: bold
+        fiid = _row(t6, Policy="F-IID", **{"Res.": "512/32²"})[f"t = {t}"]
+        assert fiid == _pct_ci([ade_miou("f-iid", s, t) for s in range(3)])  # not bold
+    assert c2f["n"] == 3 and c2f["n (paper)"] == 9
+    # t = 0: C2F and F-IID tie (full scene) -> both bold; R-IID lower
+    assert isinstance(c2f["t = 0"], Bold) and isinstance(_row(t6, Policy="F-IID", **{"Res.": "512/32²"})["t = 0"], Bold)
+    assert not isinstance(_row(t6, Policy="R-IID", **{"Res.": "512/32²"})["t = 0"], Bold)
+    # paper columns keep the paper's values and bold
+    assert c2f["t = 20 (paper)"] == Bold("44.2 ±0.04")
+    # the killed f2c run is not read: the cell is pending with its exact command
+    f2c = _row(t6, Policy="F2C", **{"Res.": "512/32²"})["t = 4"]
+    assert isinstance(f2c, Pending)
+    assert f2c.command == (f"uv run --package canvit-eval canvit-eval ade20k --model {FLAGSHIP} --probe "
+                           "ADE20K_PROBE_C32 --data ADE20K --policy f2c --glimpses 21 --seed S --scene-size 512 "
+                           "--canvas-grid 32")
+    assert "GPU" in f2c.needs and "ADE20K" in f2c.needs and "S = 0..8" in f2c.needs
+    big = _row(t6, Policy="C2F", **{"Res.": "1024/64²"})
+    assert big["t = 9"] == Bold("45.0 ±0.00") and big["n"] == 1
+    # the other model's 0.99 never shows up
+    assert "99.0" not in t6.to_markdown() and any("Left out" in n and "runs/mine" in n for n in t6.notes)
+    assert t6.counts() == (4 * 8, 12 * 8 - 4 * 8)
+
+
+def test_table07_in1k(tables):
+    t7 = tables[7]
+    c2f = _row(t7, Policy="C2F (naive)")
+    assert c2f["t = 5"] == Bold(_pct_ci([IN1K_LEVEL["c2f"] + 0.01 + 0.001 * s for s in range(2)], 2))
+    assert _row(t7, Policy="F-IID")["t = 5"] == _pct_ci([IN1K_LEVEL["f-iid"] + 0.01 + 0.001 * s for s in range(2)], 2)
+    r = _row(t7, Policy="R-IID")["t = 0"]
+    assert isinstance(r, Pending) and "--probe DINOV3_PROBE --data IMAGENET --policy r-iid --glimpses 21" in r.command
+    assert t7.counts() == (2 * 9, 2 * 9)
+
+
+def test_table05_miou_from_t0_of_full_scene_policies_and_dinov3(tables):
+    t5 = tables[5]
+    c32 = _row(t5, **{"Feat. grid": "32x32", "Model": "CanViT-B (t=0, full scene)"})
+    # c2f and f-iid runs (6) share t = 0; r-iid does not start with the full scene and is excluded
+    assert c32["mIoU (%)"] == _pct_ci([0.385] * 6) == "38.5 ±0.00"
+    assert c32["mIoU (paper)"] == 38.5 and c32["GFLOPs"] == "15.86"
+    dino = _row(t5, Model="DINOv3 ViT-B/16", Input="128 px")
+    assert dino["mIoU (%)"] == "29.0"
+    pend = _row(t5, Model="DINOv3 ViT-S/16", Input="512 px")["mIoU (%)"]
+    assert pend.command.endswith("ade20k --dinov3 vits16 --input-px 512 --probe ADE20K_PROBE_VITS16_512PX --data ADE20K")
+    assert t5.counts() == (13 + 2, 11)
+
+
+def test_tables_03_04_reconstruction(tables):
+    t4, t3 = tables[4], tables[3]
+    base = _row(t4, Preset="canvitb16")
+    m, lo, hi = bootstrap_ci([recon("canvitb16", s, 9)[0] for s in range(2)])
+    assert base["t = 9 Sp."] == f"{100 * lo:.1f}–{100 * hi:.1f}"
+    assert base["t = 9 Sp. (paper)"] == "71.3–71.4" and base["n"] == 2
+    m0, lo0, hi0 = bootstrap_ci([recon("canvitb16", s, 0)[1] for s in range(2)])
+    assert base["t = 0 CLS"] == f"{100 * lo0:.1f}–{100 * hi0:.1f}"
+    assert isinstance(_row(t4, Preset="no-vpe")["t = 9 CLS"], Pending)
+    assert t4.counts() == (2 * 4, 10 * 4)
+    d = _row(t3, Preset="dcan256")
+    mb = np.mean([recon("canvitb16", s, 9)[0] for s in range(2)])
+    md = np.mean([recon("dcan256", s, 9)[0] for s in range(2)])
+    assert d["Δ Sp. Cos"] == f"{100 * (md / mb - 1):.1f}%" and d["Δ Sp. Cos (paper)"] == "-12.0%"
+    assert _row(t3, Preset="canvitb16")["Δ CLS Cos"] == "ref"
+    k = _row(t3, Preset="no-vpe")["Δ Sp. Cos"]
+    assert isinstance(k, Pending) and "reconstruction --model canvit/canvitb16-abl-no-vpe" in k.command
+    assert "pretrain --preset abl-no-vpe" in k.needs
+    assert t3.counts() == (12 * 2 + 2 * 2, 10 * 2)
+
+
+def test_tables_17_18_dinov3_probes(tables):
+    b = _row(tables[17], Model="ViT-B/16")
+    assert b["Best epoch"] == "2 of 3" and b["IN1k top-1 (ours)"] == "85.00" and b["ReaL top-1 (ours)"] == "89.54"
+    assert b["ReaL top-1 (official)"] == "89.3" and b["Study"] == "study1 (holdout)"
+    s = _row(tables[17], Model="ViT-S/16")["IN1k top-1 (ours)"]
+    assert isinstance(s, Pending) and "dinov3-probes extract --model facebook/dinov3-vits16-pretrain-lvd1689m" in s.command
+    assert "dinov3-probes export" in s.command
+    h = _row(tables[18], Model="ViT-B/16")
+    assert (h["Loss"], h["Batch size"], h["Peak LR"], h["(β1, β2)"], h["DINOv3 init"], h["Total epochs"]) == \
+        ("softmax", "1024", "2.8e-04", "(0.56, 0.73)", "Yes", "20")
+    assert h["Peak LR (paper)"] == "2.8e-04" and h["Optimizer"] == "AdamW"
+    assert tables[17].counts() == (2, 8) and tables[18].counts() == (8, 32)
+
+
+def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
+    out = tmp_path / "out"
+    assert make_tables.main(["--results", str(store), "--out", str(out), "--quiet", "--only", "6", "7"]) == 0
+    md = (out / "tables.md").read_text()
+    assert "| 6       | ADE20K mIoU (%) by policy and timestep (T = 21)       | 32         | 64        | partial  |" in md
+    import importlib
+
+    ctx = Context(results=store, latency_csvs=[])
+    for n in (4, 6):
+        (png,) = make_tables._call(make_tables.load(PAPER / "figures" / f"figure{n:02d}.py").build, out, ctx=ctx)
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+    f6 = make_tables.load(PAPER / "figures" / "figure06.py")
+    series = f6.series(ctx)
+    assert set(series) == {(r, c) for r in ("f-iid", "r-iid") for c in ("patch", "cls")}
+    d = series[("r-iid", "patch")]["abl-no-vpe"]
+    assert d["ema"].iloc[1] == pytest.approx(0.01 * d["loss"].iloc[1] + 0.99 * d["loss"].iloc[0])
+    importlib.invalidate_caches()
+
+
+def test_make_tables_on_an_empty_store(tmp_path):
+    out = tmp_path / "out"
+    assert make_tables.main(["--results", str(tmp_path / "none"), "--out", str(out), "--quiet", "--no-figures",
+                             "--format", "latex", "--only", "2", "4", "6", "7", "11", "12", "14", "17", "18"]) == 0
+    tables = {t.number: t for t in make_tables.build_tables([2, 4, 6, 7, 11, 12, 14, 17, 18],
+                                                            Context(results=tmp_path / "none"))}
+    for n in (2, 11, 12, 14):  # from configuration: everything produced
+        produced, pending = tables[n].counts()
+        assert produced > 0 and pending == 0, n
+    for n in (4, 6, 7, 17, 18):  # from results: everything pending, each cell naming its command
+        produced, pending = tables[n].counts()
+        assert produced == 0 and pending > 0, n
+        assert all(p.command.startswith("uv run --package ") for p in tables[n].pending())
+    assert tables[6].counts() == (0, 96) and tables[7].counts() == (0, 36) and tables[4].counts() == (0, 48)
+    md = (out / "tables.md").read_text()
+    assert md.startswith("## Summary: produced vs pending cells")
+    assert "| 2       | CanViT-B pretraining hyperparameters" in md
+    assert "[P1] `uv run --package canvit-eval canvit-eval ade20k --model" in md
+    tex = (out / "tables.tex").read_text()
+    assert r"\textbf{38.5 ±0}" in tex and (out / "table06.tex").exists()
+    # Table 2: every value rendered from the canvit-b preset equals the paper's
+    t2 = tables[2]
+    assert t2.df["Same"].eq("yes").all(), t2.df[t2.df["Same"] != "yes"]
+
+
+def test_hand_written_sidecar_types_and_missing_fields(tmp_path):
+    ts = list(range(21))
+    _write(tmp_path, "ade20k", "a", {"t": ts, "miou": [0.4] * 21}, model=FLAGSHIP, policy="c2f", scene_size="512",
+           canvas_grid=32.0, seed=0)
+    _write(tmp_path, "ade20k", "b", {"t": ts, "miou": [0.9] * 21}, model=FLAGSHIP, policy="c2f", scene_size=512)
+    (t6,) = make_tables.build_tables([6], Context(results=tmp_path))
+    row = _row(t6, Policy="C2F", **{"Res.": "512/32²"})
+    assert row["n"] == 1 and row["t = 3"] == Bold("40.0 ±0.00")  # "512" and 32.0 are 512 / 32; "b" fits no row
+    assert t6.counts() == (8, 88) and "90.0" not in t6.to_markdown()
