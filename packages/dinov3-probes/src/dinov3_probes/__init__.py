@@ -9,6 +9,6 @@ Python: `load_probe(dir_or_repo) -> (nn.Linear, config)`, `save_probe`, `fit`, `
 """
 
 from .probe import load_probe, make_probe, save_probe
-from .train import ProbeData, ProbeParams, Schedule, evaluate, fit
+from .train import ProbeData, ProbeParams, Schedule, fit
 
-__all__ = ["ProbeData", "ProbeParams", "Schedule", "evaluate", "fit", "load_probe", "make_probe", "save_probe"]
+__all__ = ["ProbeData", "ProbeParams", "Schedule", "fit", "load_probe", "make_probe", "save_probe"]

@@ -25,6 +25,8 @@ import argparse
 import math
 import multiprocessing as mp
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,12 +134,35 @@ def open_storage(url: str, heartbeat: int = 60):
         db = url[len("sqlite:///"):].split("?", 1)[0]
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        # pysqlite starts no transaction on SELECT, so two processes could both pop the same enqueued trial
+        # (optuna issues #4002, #4621). Autocommit driver + an explicit BEGIN IMMEDIATE per transaction makes
+        # each read-check-update atomic; the 60 s busy timeout lets the others wait their turn.
+        engine_kwargs["connect_args"] = {"timeout": 60, "isolation_level": None}
     kw: dict[str, Any] = {}
     if heartbeat > 0:
-        kw = dict(heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                  failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+        name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in _rdb_params() else "failed_trial_callback"
+        kw = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat, name: retry(max_retry=1)}
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna; they are what we want
+        warnings.simplefilter("ignore")
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+    if url.startswith("sqlite:"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "begin", _begin_immediate)
+    return storage
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _rdb_params() -> set[str]:
+    import inspect
+
+    import optuna
+
+    return set(inspect.signature(optuna.storages.RDBStorage.__init__).parameters)
 
 
 def count_finished(study: Any) -> int:
@@ -184,7 +209,7 @@ def features_meta(features: str) -> dict[str, Any]:
 
 
 def worker(storage_url: str, study_name: str, cfg_dict: dict[str, Any], trials: int, worker_index: int,
-           device: str, heartbeat: int, threads: int, progress: bool = False) -> int:
+           device: str, heartbeat: int, threads: int, barrier: Any = None, progress: bool = False) -> int:
     """One process of the search: run trials until the study holds `trials` finished ones."""
     import optuna
     import torch
@@ -204,9 +229,16 @@ def worker(storage_url: str, study_name: str, cfg_dict: dict[str, Any], trials: 
                               sampler=optuna.samplers.TPESampler(seed=cfg.seed * 1000 + worker_index, constant_liar=True),
                               pruner=optuna.pruners.NopPruner())
     if count_finished(study) >= trials:
+        _sync(barrier)
         return 0
-    data, _ = load_probe_data(cfg.features, selection_fraction=cfg.selection_fraction, select_on=cfg.select_on,
-                              seed=cfg.seed, device=dev, real_labels=cfg.real_labels, max_epochs=cfg.max_aug_epochs)
+    try:
+        _warm_up()
+        data, _ = load_probe_data(cfg.features, selection_fraction=cfg.selection_fraction, select_on=cfg.select_on,
+                                  seed=cfg.seed, device=dev, real_labels=cfg.real_labels, max_epochs=cfg.max_aug_epochs)
+    except BaseException:
+        if barrier is not None:
+            barrier.abort()  # release the others instead of letting them wait
+        raise
     schedule = Schedule(outer_epochs=cfg.outer_epochs, warmup_fraction=cfg.warmup_fraction)
 
     def objective(trial: Any) -> float:
@@ -234,12 +266,29 @@ def worker(storage_url: str, study_name: str, cfg_dict: dict[str, Any], trials: 
                                       "warmup_steps": res.warmup_steps})
         return objective_value(res.history[-1], cfg.select_on)
 
+    _sync(barrier)
     states = tuple(getattr(optuna.trial.TrialState, s) for s in FINISHED)
     callbacks = [optuna.study.MaxTrialsCallback(trials, states=states)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=max(0, trials - count_finished(study)), callbacks=callbacks,
                    show_progress_bar=progress, gc_after_trial=False)
     return 0
+
+
+def _sync(barrier: Any) -> None:
+    """Start the workers together, so no process takes all trials while another is still loading."""
+    if barrier is not None:
+        try:
+            barrier.wait(timeout=600)
+        except threading.BrokenBarrierError:
+            pass
+
+
+def _warm_up() -> None:
+    """Import what the first trial would (torch.optim pulls in torch._dynamo: seconds on a cold start)."""
+    import torch
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
 def _worker_entry(*args: Any) -> None:
@@ -294,11 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = args.device.split(",")
     common = (storage_url, args.study, asdict(cfg), args.trials)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_entry, args=(*common, i, devices[i % len(devices)], args.heartbeat, args.threads))
+    barrier = ctx.Barrier(args.workers) if args.workers > 1 else None
+    procs = [ctx.Process(target=_worker_entry,
+                         args=(*common, i, devices[i % len(devices)], args.heartbeat, args.threads, barrier))
              for i in range(1, args.workers)]
     for p in procs:
         p.start()
-    rc = worker(*common, 0, devices[0], args.heartbeat, args.threads, progress=True)
+    rc = worker(*common, 0, devices[0], args.heartbeat, args.threads, barrier, progress=args.workers == 1)
     for p in procs:
         p.join()
         rc = rc or (p.exitcode or 0)
