@@ -34,7 +34,10 @@ def load_probe_data(features: str | os.PathLike[str], *, selection_fraction: flo
     sets, select = split_holdout(train.sets, fraction, seed)
     manifest = train.manifest
     del train
-    sets = [s.to(device) for s in sets]
+    on_device = []
+    while sets:  # move one augmentation epoch at a time, releasing its host copy (ViT-H+: ~6.6 GB each)
+        on_device.append(sets.pop(0).to(device))
+    sets = on_device
     data = ProbeData(train=sets, val=val.sets[0].to(device), num_classes=num_classes,
                      select=select.to(device) if select is not None else None, val_real=real)
     return data, {"train": manifest, "val": val.manifest, "aug_epochs": len(sets)}
