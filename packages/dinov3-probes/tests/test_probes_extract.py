@@ -110,3 +110,19 @@ def test_bad_input_is_refused_clearly(setup, tmp_path):
     short.write_text("[[1], [2]]")
     with pytest.raises(ValueError, match="2 entries but the validation set has 10"):
         extract.main([*base, "--split", "val", "--real-labels", str(short)])
+
+
+def test_hugging_face_dataset_source(setup, tmp_path):
+    from canvit_data.synthetic import write_dataset
+
+    root, _, _ = setup
+    write_dataset(tmp_path / "ds", 6, splits=("train", "validation"), with_labels=True, num_classes=3)
+    (tmp_path / "real.json").write_text(json.dumps([[i % 3] for i in range(6)]))
+    b = ["--model", str(root / "tiny"), "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "f"),
+         "--resolution", str(S), "--workers", "0", "--device", "cpu", "--split", "val"]
+    with pytest.raises(ValueError, match="split='val' is not in"):
+        extract.main(b)
+    assert extract.main([*b, "--data-split", "validation", "--real-labels", str(tmp_path / "real.json")]) == 0
+    va = load_split(tmp_path / "f", "val")
+    assert va.sets[0].keys == [f"row:{i}" for i in range(6)] and va.sets[0].y.tolist() == [0, 1, 2, 0, 1, 2]
+    assert va.real == [[i % 3] for i in range(6)] and va.manifest["classes"] == ["class_00", "class_01", "class_02"]

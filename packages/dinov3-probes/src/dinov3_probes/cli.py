@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 from canvit_results import dispatch
@@ -15,7 +17,14 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("dinov3-probes", "ImageNet-1k linear probes for DINOv3 ViTs (App. H, Tables 17-18).", COMMANDS, argv)
+    try:
+        return dispatch("dinov3-probes", "ImageNet-1k linear probes for DINOv3 ViTs (App. H, Tables 17-18).",
+                        COMMANDS, argv)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (DINOV3_PROBES_TRACEBACK=1 for more)
+        if os.environ.get("DINOV3_PROBES_TRACEBACK"):
+            raise
+        print(f"dinov3-probes: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-size", type=int, default=10_000, help="images per stored part (the resume unit)")
     p.add_argument("--seed", type=int, default=0, help="augmentation seed")
     p.add_argument("--device", default="auto")
+    p.add_argument("--data-split", default=None, help="split name inside --data when it differs from --split "
+                   "(e.g. 'validation' for a Hugging Face ImageNet dataset)")
     p.add_argument("--image-column", default=None, help="datasets: the image column (default: detected)")
     p.add_argument("--label-column", default=None, help="datasets: the label column (default: detected)")
     return p
@@ -225,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from canvit_data import open_images
     from canvit_model import DINOv3
 
-    source = open_images(args.data, split=args.split, labels="folder", image_column=args.image_column,
+    source = open_images(args.data, split=args.data_split or args.split, labels="folder", image_column=args.image_column,
                          label_column=args.label_column)
     device = resolve_device(args.device)
     model = DINOv3.from_pretrained(args.model).to(device).eval()
