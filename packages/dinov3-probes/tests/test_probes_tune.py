@@ -66,6 +66,7 @@ def test_three_trial_study_finishes_in_seconds(feats, tmp_path):
     assert first.params["optimizer"] == "adamw" and first.params["ref_lr"] == 4e-6  # the authors' seed trial
     assert len(first.user_attrs["history"]) == 4 and "seed" in first.user_attrs
     assert st.user_attrs["config"]["select_on"] == "holdout"
+    assert "packages" in st.user_attrs["provenance"] and st.user_attrs["features"]["num_images"] == 400
 
 
 def test_tuned_probe_reaches_accuracy_and_export_round_trips(feats, tmp_path):

@@ -22,6 +22,7 @@ Example (ViT-B/16 features from `dinov3-probes extract`; 100 trials, 2 processes
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -182,8 +183,11 @@ def prepare_study(storage_url: str, study_name: str, cfg: TuneConfig, meta: dict
     stored = study.user_attrs.get("config")
     mine = asdict(cfg)
     if stored is None:
+        from canvit_results import provenance
+
         study.set_user_attr("config", mine)
         study.set_user_attr("features", meta)
+        study.set_user_attr("provenance", json.loads(json.dumps(provenance(config=mine, seed=cfg.seed), default=str)))
         if enqueue and not study.trials:
             for params in seed_trials(cfg):
                 study.enqueue_trial({k: v for k, v in params.items() if k != "loss"})
