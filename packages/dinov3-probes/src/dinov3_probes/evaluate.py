@@ -1,0 +1,48 @@
+"""`dinov3-probes evaluate`: top-1 / top-5 / ReaL top-1 of a probe (ours or a published one) on cached val features.
+
+Example (the published ViT-B probe on features from `dinov3-probes extract --split val`):
+
+    dinov3-probes evaluate --probe canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe \\
+        --features features/vitb16 --real-labels real.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dinov3-probes evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--probe", required=True, help="probe directory or hub repo (config.json + model.safetensors)")
+    p.add_argument("--features", required=True, help="features directory holding val/")
+    p.add_argument("--real-labels", default=None, help="real.json (if not stored at val extraction)")
+    p.add_argument("--loss", choices=("softmax", "sigmoid"), default=None,
+                   help="loss to report (default: the probe's trial_params.objective, else softmax)")
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .extract import resolve_device
+    from .features import load_split
+    from .metrics import align_real_labels, read_real_json, real_tensor
+    from .probe import load_probe
+    from .train import evaluate
+
+    probe, cfg = load_probe(args.probe)
+    val = load_split(args.features, "val")
+    fs = val.sets[0]
+    if fs.x.shape[1] != probe.in_features:
+        raise SystemExit(f"--probe takes {probe.in_features}-d features but {args.features} holds {fs.x.shape[1]}-d ones")
+    real = val.real
+    if args.real_labels:
+        real = align_real_labels(read_real_json(args.real_labels, probe.out_features), fs.keys, source=args.real_labels)
+    device = resolve_device(args.device)
+    loss = args.loss or (cfg.get("trial_params") or {}).get("objective") or "softmax"
+    metrics = evaluate(probe.to(device), fs.to(device), loss, real_tensor(real, device) if real is not None else None)
+    print(json.dumps({"probe": str(args.probe), "images": fs.x.shape[0], "loss_kind": loss, **metrics}, indent=1))
+    return 0

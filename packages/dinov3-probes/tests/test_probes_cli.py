@@ -1,0 +1,32 @@
+"""The `dinov3-probes` command line: subcommands, help with examples, interface flags."""
+
+import pytest
+
+from dinov3_probes.cli import COMMANDS, main
+
+
+def test_subcommands_and_help(capsys):
+    assert set(COMMANDS) == {"extract", "tune", "export", "evaluate"}
+    assert main(["--help"]) == 0
+    assert main(["nope"]) == 2
+    flags = {
+        "extract": ["--model", "--data", "--split", "--out", "--resolution", "--epochs", "--real-labels"],
+        "tune": ["--features", "--storage", "--study", "--trials", "--workers", "--selection-fraction", "--select-on"],
+        "export": ["--storage", "--study", "--features", "--out"],
+        "evaluate": ["--probe", "--features"],
+    }
+    for name, expected in flags.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        assert "Example" in text, name
+        for flag in expected:
+            assert flag in text, (name, flag)
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
+    assert main(["tune", "--features", str(tmp_path / "none"), "--study", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no manifest.json" in err and "Traceback" not in err
