@@ -34,7 +34,7 @@ EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
       --data /datasets/imagenet --split val --policy c2f --glimpses 21 --seed 0 --results results/
   (--data also takes a Hugging Face dataset id or save_to_disk directory, e.g. ILSVRC/imagenet-1k --split validation)"""
 
-POLICIES = ("r-iid", "f-iid", "c2f", "f2c", "eg-c2f", "rfs")
+from .policies import POLICY_NAMES as POLICIES
 
 
 # -- names and keys --------------------------------------------------------------------------------
