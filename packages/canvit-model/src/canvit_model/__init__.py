@@ -10,6 +10,7 @@ from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .presets import PRESETS, Preset, preset
 from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
 
 __version__ = "0.1.0"
 
@@ -37,4 +38,7 @@ __all__ = [
     "random_viewpoints",
     "sample_at_viewpoint",
     "square_resize_transform",
+    "CanViTForSemanticSegmentation",
+    "SegmentationProbe",
+    "preprocess_labels",
 ]
