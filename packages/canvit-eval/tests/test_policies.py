@@ -82,12 +82,21 @@ def test_c2f_continues_past_three_levels():
     assert len(set(tile_ids(c[21:, 1], 0.125))) == 9
 
 
-@pytest.mark.parametrize("T", [21, 10])
-def test_f2c_is_c2f_reversed(T):
-    c2f_c, c2f_s = seq("c2f", T, seed=3)
-    f2c_c, f2c_s = seq("f2c", T, seed=3)
-    assert torch.equal(f2c_c, c2f_c.flip(0)) and torch.equal(f2c_s, c2f_s.flip(0))
-    assert float(f2c_s[-1, 0]) == 1.0 and float(f2c_s[0, 0]) == 0.25  # finest first, full scene last
+def test_f2c_tile_sets_finest_first():
+    c, s = seq("f2c", 21, B=3)
+    start = 0
+    for level, n in [(2, 16), (1, 4), (0, 1)]:
+        assert torch.allclose(s[start : start + n], torch.full((n, 3), 2.0**-level))
+        for b in range(3):
+            assert sorted(tile_ids(c[start : start + n, b], 2.0**-level)) == list(range(4**level))
+        start += n
+    # same coverage as C2F at T = 21: the same set of (scale, centre) per sample
+    c2, s2 = seq("c2f", 21, B=3, seed=7)
+    key = lambda cc, ss, b: sorted((round(float(ss[t, b]), 4), *[round(float(v), 4) for v in cc[t, b]]) for t in range(21))
+    assert key(c, s, 0) == key(c2, s2, 0)
+    # fewest levels whose counts reach T: T = 6 -> six distinct scale-0.25 tiles
+    c6, s6 = seq("f2c", 6, B=2)
+    assert torch.allclose(s6, torch.full((6, 2), 0.25)) and len(set(tile_ids(c6[:, 0], 0.25))) == 6
 
 
 @pytest.mark.parametrize("name", ["r-iid", "f-iid", "c2f", "f2c"])

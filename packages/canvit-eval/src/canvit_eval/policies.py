@@ -12,8 +12,10 @@ Names (canonical; paper names in brackets):
 - `c2f`    [C2F]: quadtree levels l = 0, 1, 2, ... (scale 2^-l, `canvit_model.quadtree_tiles`), each level's
   tiles in an independent per-sample random order; the concatenation truncated to T. For T > 21 it simply
   continues with the next levels (85 = 1 + 4 + 16 + 64, ...).
-- `f2c`    [F2C]: the reverse of the C2F sequence of the same length T (same tiles, same coverage,
-  finest first), so C2F vs. F2C isolates processing order for every T.
+- `f2c`    [F2C]: C2F's levels reversed, finest first: the fewest levels whose tile counts (1, 4, 16, ...)
+  sum to at least T, each in an independent per-sample random order, concatenated finest to coarsest and
+  truncated to T (the authors' definition: T = 6 gives six scale-0.25 tiles). At T = 21 (= 1 + 4 + 16) it
+  visits exactly C2F's tiles in reverse level order, which is the paper's C2F vs. F2C comparison.
 - `eg-c2f` [Entropy-guided C2F]: C2F's levels in order; within a level, the unvisited tile whose canvas
   cells (cells whose centres fall inside the tile) have the highest mean predictive entropy (nats) under
   the segmentation probe's current logits. Deterministic (ties: lowest row-major tile index); any number
@@ -135,8 +137,14 @@ class FineToCoarse(_Schedule):
     name = "f2c"
 
     def _schedule(self) -> tuple[list[int], torch.Tensor]:
-        levels, tiles = super()._schedule()
-        return levels[::-1], tiles.flip(0)
+        top = num_levels(self.num_glimpses) - 1
+        levels: list[int] = []
+        tiles: list[torch.Tensor] = []
+        for level in range(top, -1, -1):
+            keys = torch.rand(self.batch_size, 4**level, generator=self.generator)
+            levels += [level] * 4**level
+            tiles.append(keys.argsort(dim=1).T)  # [4^l, B]
+        return levels[: self.num_glimpses], torch.cat(tiles, dim=0)[: self.num_glimpses]
 
 
 class EntropyGuidedC2F(Policy):

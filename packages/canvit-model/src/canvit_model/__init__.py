@@ -19,6 +19,7 @@ from .classification import (
     save_linear_probe,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
 
 __version__ = "0.1.0"
 
@@ -53,4 +54,7 @@ __all__ = [
     "fuse_probe",
     "load_linear_probe",
     "save_linear_probe",
+    "CanViTForSemanticSegmentation",
+    "SegmentationProbe",
+    "preprocess_labels",
 ]
