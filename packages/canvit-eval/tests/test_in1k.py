@@ -23,7 +23,7 @@ from canvit_results import is_complete, load_runs, read_meta
 
 N_IMAGES, N_LABELS, TEACHER_DIM, N_CLASSES = 10, 4, 16, 12
 COMMON = ["--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32", "--glimpses", "3",
-          "--workers", "0", "--no-progress", "--device", "cpu"]
+          "--num-workers", "0", "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_rigged_probe_gives_known_topk(setup):
     meta = read_meta(setup / "results" / "in1k" / f"{key}.json")
     assert meta["extra"]["policy"] == "c2f" and meta["extra"]["num_glimpses"] == 3
     assert meta["extra"]["canvas_grid"] == 4 and meta["extra"]["num_images"] == N_IMAGES
-    assert not (setup / "results" / "in1k" / ".partial" / f"{key}.json").exists()
+    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.json").exists()
 
 
 def test_topk_matches_a_per_timestep_hand_loop(setup):
@@ -117,7 +117,7 @@ def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
         seen.append(batch.index)
         return orig(clf, batch, **kw)
 
-    part = setup / "results" / "in1k" / ".partial" / "resumed.json"
+    part = setup / "results" / ".partial" / "in1k" / "resumed.json"
     # A job killed in batch 2 after checkpointing every batch, then restarted.
     calls = []
 
@@ -130,7 +130,7 @@ def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
     in1k.in1k_step = crash
     try:
         with pytest.raises(KeyboardInterrupt):
-            _run(setup, "probe", *args, "--key", "resumed", "--save-every", "1")
+            _run(setup, "probe", *args, "--key", "resumed", "--checkpoint-every", "1")
         assert part.is_file() and json.loads(part.read_text())["next_batch"] == 2
         seen.clear()
         in1k.in1k_step = spy

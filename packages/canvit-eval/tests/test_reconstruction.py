@@ -80,7 +80,7 @@ def test_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     root = write_ade20k(tmp_path, 2, 5, seed=1)
     argv = ["--model", str(tmp_path / "model"), "--preset", "no-reads", "--teacher", str(tmp_path / "teacher"),
             "--data", str(root), "--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32",
-            "--glimpses", "4", "--batch-size", "2", "--workers", "0", "--no-progress", "--device", "cpu",
+            "--glimpses", "4", "--batch-size", "2", "--num-workers", "0", "--no-progress", "--device", "cpu",
             "--results", str(tmp_path / "res")]
     assert rec.main(argv) == 0
     assert is_complete(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")

@@ -42,14 +42,15 @@ from .policies import POLICY_NAMES as POLICIES
 
 def model_tag(spec: str | os.PathLike[str]) -> str:
     """A results-key-safe short name of a model: the last component of a hub id or directory."""
-    name = Path(os.fspath(spec).rstrip("/")).name or "model"
-    tag = re.sub(r"[^A-Za-z0-9._=+-]+", "-", name).strip(".-") or "model"
-    return tag
+    name = Path(os.fspath(spec).rstrip("/")).name or os.fspath(spec)
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", name).lstrip(".") or "model"
 
 
-def run_key(model: str, policy: str, scene_size: int, canvas_grid: int, seed: int) -> str:
-    """`{model}-{policy}-s{scene}-c{grid}-seed{seed}` (the `in1k` / `ade20k` key of canvit-results)."""
-    return f"{model_tag(model)}-{policy}-s{scene_size}-c{canvas_grid}-seed{seed}"
+def run_key(model: str, policy: str, scene_size: int, canvas_grid: int, seed: int, limit: int | None = None) -> str:
+    """`{model}-{policy}-s{scene}-c{grid}-seed{seed}` (the `in1k` / `ade20k` key of canvit-results);
+    smoke runs on the first N images get `-limit{N}` so they never pass for full runs."""
+    key = f"{model_tag(model)}-{policy}-s{scene_size}-c{canvas_grid}-seed{seed}"
+    return key if limit is None else f"{key}-limit{limit}"
 
 
 def default_device() -> torch.device:
@@ -146,7 +147,7 @@ def partial_path(results: str | os.PathLike[str] | None, kind: str, key: str) ->
     """Where a running job keeps its running sums (never read as a result: not a store sidecar)."""
     from canvit_results import results_root
 
-    return results_root(results) / kind / ".partial" / f"{key}.json"
+    return results_root(results) / ".partial" / kind / f"{key}.json"
 
 
 def evaluate_means(
@@ -279,9 +280,11 @@ def add_rollout_args(p: argparse.ArgumentParser, *, policy: str | None, glimpses
                    help="bf16 autocast for the model on CUDA (heads and probes always fp32; default on)")
     p.add_argument("--results", default=None, help="results store root (default $CANVIT_RESULTS or results/)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding processes")
+    p.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="data loader processes (decoding, resizing; default min(8, CPUs))")
     p.add_argument("--limit", type=_positive("--limit"), default=None, help="evaluate only the first N images (smoke runs)")
-    p.add_argument("--save-every", type=_positive("--save-every"), default=20, help="checkpoint every N batches")
+    p.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=20,
+                   help="batches between saves of the running sums (resume point; default 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -292,8 +295,8 @@ def check_rollout_args(p: argparse.ArgumentParser, args: argparse.Namespace, pat
         p.error(f"--glimpse-px ({args.glimpse_px}) must be <= --scene-size ({args.scene_size})")
     if args.policy == "eg-c2f":
         p.error("--policy eg-c2f needs a segmentation probe (ADE20K only); choose r-iid, f-iid, c2f, f2c or rfs")
-    if args.workers < 0:
-        p.error(f"--workers must be >= 0, got {args.workers}")
+    if args.num_workers < 0:
+        p.error(f"--num-workers must be >= 0, got {args.num_workers}")
 
 
 def open_source(p: argparse.ArgumentParser, data: str, split: str | None, labels: str | None) -> Any:
@@ -315,14 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "without --probe, a saved CanViTForImageClassification (e.g. fine-tuned)")
     p.add_argument("--probe", default=None, help="DINOv3 IN1k linear probe (published layout: hub id or directory)")
     add_rollout_args(p, policy=None, glimpses=21, scene=512, grid=32, batch=64)
-    p.add_argument("--key", default=None, help="results key (default {model}-{policy}-s{scene}-c{grid}-seed{seed})")
+    p.add_argument("--name", default=None, help="model name in the results key (default: last part of --model)")
+    p.add_argument("--key", default=None, help="results key (default {name}-{policy}-s{scene}-c{grid}-seed{seed})")
     args = p.parse_args(argv)
     check_rollout_args(p, args)
 
     from canvit_model import center_crop_transform
     from canvit_results import RunExistsError, is_complete, provenance, write_run
 
-    key = args.key or run_key(args.model, args.policy, args.scene_size, args.canvas_grid, args.seed)
+    key = args.key or run_key(args.name or args.model, args.policy, args.scene_size, args.canvas_grid, args.seed,
+                              args.limit)
     if is_complete(args.results, "in1k", key):
         print(f"in1k/{key} is complete in the results store; nothing to do")
         return 0
@@ -339,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     transform = functools.partial(center_crop_transform, size=scene)  # Resize(S) + CenterCrop(S), normalize
     n = len(source) if args.limit is None else min(args.limit, len(source))
     num_batches = -(-n // args.batch_size)
-    config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "workers", "save_every")}
+    config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
     config["num_images"] = n
 
     def step(batch: SceneBatch) -> dict[str, torch.Tensor]:
@@ -353,8 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     part = partial_path(args.results, "in1k", key)
     means, count, failed = evaluate_means(
         lambda start: scene_batches(source, transform, batch_size=args.batch_size, device=device,
-                                    workers=args.workers, start_batch=start, limit=n),
-        step, num_batches=num_batches, partial=part, fingerprint=config, save_every=args.save_every,
+                                    workers=args.num_workers, start_batch=start, limit=n),
+        step, num_batches=num_batches, partial=part, fingerprint=config, save_every=args.checkpoint_every,
         progress=not args.no_progress, desc=f"in1k {args.policy}",
     )
     import pandas as pd

@@ -140,13 +140,16 @@ def ade20k_images(data: str, split: str) -> tuple[str, str | None]:
     return data, split
 
 
-def run_key(preset: str, seed: int, policy: str = "r-iid", num_glimpses: int = 10) -> str:
-    """`{preset}-seed{seed}` (canvit-results `reconstruction` key); other policies / horizons are suffixed."""
+def run_key(preset: str, seed: int, policy: str = "r-iid", num_glimpses: int = 10, limit: int | None = None) -> str:
+    """`{preset}-seed{seed}` (canvit-results `reconstruction` key); other policies, horizons and smoke runs
+    (`--limit N`) are suffixed so they never pass for the paper's runs."""
     key = f"{preset}-seed{seed}"
     if policy != "r-iid":
         key += f"-{policy}"
     if num_glimpses != 10:
         key += f"-t{num_glimpses}"
+    if limit is not None:
+        key += f"-limit{limit}"
     return key
 
 
@@ -172,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint, preset = resolve_model(args.model, args.preset)
     except ValueError as e:
         p.error(str(e))
-    key = args.key or run_key(preset, args.seed, args.policy, args.glimpses)
+    key = args.key or run_key(preset, args.seed, args.policy, args.glimpses, args.limit)
     if is_complete(args.results, "reconstruction", key):
         print(f"reconstruction/{key} is complete in the results store; nothing to do")
         return 0
@@ -199,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     transform = functools.partial(center_crop_transform, size=args.scene_size)
     n = len(source) if args.limit is None else min(args.limit, len(source))
-    config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "workers", "save_every")}
+    config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
     config.update(num_images=n, checkpoint=checkpoint, preset=preset)
 
     def step(batch: SceneBatch) -> dict[str, torch.Tensor]:
@@ -213,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     part = partial_path(args.results, "reconstruction", key)
     means, count, failed = evaluate_means(
         lambda start: scene_batches(source, transform, batch_size=args.batch_size, device=device,
-                                    workers=args.workers, start_batch=start, limit=n),
-        step, num_batches=-(-n // args.batch_size), partial=part, fingerprint=config, save_every=args.save_every,
+                                    workers=args.num_workers, start_batch=start, limit=n),
+        step, num_batches=-(-n // args.batch_size), partial=part, fingerprint=config, save_every=args.checkpoint_every,
         progress=not args.no_progress, desc=f"reconstruction {preset}",
     )
     import pandas as pd
