@@ -57,9 +57,13 @@ def test_cosines_reject_shape_mismatch():
 def test_resolve_model_and_keys():
     from canvit_model import PRESETS
 
-    assert rec.resolve_model("no-reads", None) == (PRESETS["no-reads"].hub_repo, "no-reads")
-    assert rec.resolve_model(PRESETS["vit-s"].hub_repo, None) == (PRESETS["vit-s"].hub_repo, "vit-s")
-    assert rec.resolve_model("runs/x", "no-vpe") == ("runs/x", "no-vpe")
+    assert rec.resolve_model("no-reads", None) == (PRESETS["no-reads"].hub_repo, "no-reads", "no-reads")
+    assert rec.resolve_model(PRESETS["vit-s"].hub_repo, None) == (PRESETS["vit-s"].hub_repo, "vit-s", "vit-s")
+    assert rec.resolve_model("runs/x", "no-vpe") == ("runs/x", "no-vpe", "no-vpe")
+    # Table 3's baseline is the ablation baseline; the flagship release gets its own key name
+    assert rec.resolve_model("canvitb16", None) == (rec.ABLATION_BASELINE, "canvitb16", "canvitb16")
+    assert rec.resolve_model(rec.ABLATION_BASELINE, None)[1:] == ("canvitb16", "canvitb16")
+    assert rec.resolve_model(PRESETS["canvitb16"].hub_repo, None)[1:] == ("canvitb16", "canvitb16-flagship")
     with pytest.raises(ValueError, match="--preset"):
         rec.resolve_model("runs/x", None)
     with pytest.raises(ValueError, match="unknown"):

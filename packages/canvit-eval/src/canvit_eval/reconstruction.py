@@ -107,25 +107,42 @@ def reconstruction_step(
     return {m: torch.stack(v, 1) for m, v in per_t.items()}
 
 
-def resolve_model(model: str, preset: str | None) -> tuple[str, str]:
-    """(checkpoint to load, preset name) from `--model` (a preset name, hub id or directory) and `--preset`."""
+# Table 3's baseline row is the short-run ablation baseline (same recipe and budget as the ablations),
+# not the flagship release that `PRESETS["canvitb16"].hub_repo` names.
+ABLATION_BASELINE = "canvit/canvitb16-abl-baseline-2026-03-02"
+
+
+def table3_checkpoint(preset: str) -> str:
+    """The released checkpoint of a Table 3 row: the ablation baseline for `canvitb16`, else the preset's."""
     from canvit_model import PRESETS
 
+    return ABLATION_BASELINE if preset == "canvitb16" else PRESETS[preset].hub_repo
+
+
+def resolve_model(model: str, preset: str | None) -> tuple[str, str, str]:
+    """(checkpoint to load, preset, key name) from `--model` (a preset name = its Table 3 checkpoint, a hub
+    id or a directory) and `--preset`. The flagship release gets the key name `canvitb16-flagship` so it
+    never mixes with Table 3's baseline run."""
+    from canvit_model import PRESETS
+
+    flagship = PRESETS["canvitb16"].hub_repo
     if model in PRESETS:
         if preset is not None and preset != model:
             raise ValueError(f"--model {model!r} is a preset name but --preset says {preset!r}")
-        if not PRESETS[model].hub_repo:
+        if not table3_checkpoint(model):
             raise ValueError(f"preset {model!r} has no released checkpoint; pass --model DIR --preset {model}")
-        return PRESETS[model].hub_repo, model
+        return table3_checkpoint(model), model, model
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"--preset {preset!r} is unknown; valid presets: {list(PRESETS)}")
-        return model, preset
-    for name, p in PRESETS.items():
-        if p.hub_repo and p.hub_repo == model.rstrip("/"):
-            return model, name
+        return model, preset, ("canvitb16-flagship" if model.rstrip("/") == flagship else preset)
+    if model.rstrip("/") == flagship:
+        return model, "canvitb16", "canvitb16-flagship"
+    for name in PRESETS:
+        if table3_checkpoint(name) == model.rstrip("/"):
+            return model, name, name
     raise ValueError(
-        f"--model {model!r} is not a preset's released checkpoint: name its preset with --preset "
+        f"--model {model!r} is not a released Table 3 checkpoint: name its preset with --preset "
         f"(one of {list(PRESETS)})"
     )
 
@@ -160,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(raw = destandardized prediction vs raw teacher; std = both standardized). Tables 3 Δ and 4.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="CanViT pretraining checkpoint: preset name, hub id or directory")
+    p.add_argument("--model", required=True, help="CanViT pretraining checkpoint: a preset name (its Table 3 "
+                   "checkpoint; canvitb16 = the ablation baseline), a hub id or a directory")
     p.add_argument("--preset", default=None, help="the checkpoint's preset (canvit_model.PRESETS) if --model is not one")
     p.add_argument("--teacher", default=TEACHER, help=f"DINOv3 teacher (hub id or directory; default {TEACHER})")
     add_rollout_args(p, policy="r-iid", glimpses=10, scene=512, grid=32, batch=32)
@@ -172,10 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from canvit_results import RunExistsError, is_complete, provenance, write_run
 
     try:
-        checkpoint, preset = resolve_model(args.model, args.preset)
+        checkpoint, preset, key_name = resolve_model(args.model, args.preset)
     except ValueError as e:
         p.error(str(e))
-    key = args.key or run_key(preset, args.seed, args.policy, args.glimpses, args.limit)
+    key = args.key or run_key(key_name, args.seed, args.policy, args.glimpses, args.limit)
     if is_complete(args.results, "reconstruction", key):
         print(f"reconstruction/{key} is complete in the results store; nothing to do")
         return 0
