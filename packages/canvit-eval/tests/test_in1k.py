@@ -162,3 +162,19 @@ def test_bad_arguments_name_the_flag(setup, capsys):
     with pytest.raises(SystemExit):
         in1k.main(["--model", str(setup / "model"), "--data", str(setup / "missing"), "--policy", "c2f"])
     assert "--data" in capsys.readouterr().err
+
+
+def test_hf_dataset_with_classlabel(setup):
+    """A `datasets` DatasetDict on disk (ClassLabel labels) instead of an ImageFolder."""
+    from canvit_data.synthetic import write_dataset
+
+    write_dataset(setup / "hf", 6, num_classes=3, splits=("validation",), with_labels=True, seed=2)
+    bias = torch.full((N_CLASSES,), -10.0)
+    bias[1] = 10.0
+    save_linear_probe(setup / "rigged1", torch.zeros(N_CLASSES, TEACHER_DIM), bias)
+    argv = ["--model", str(setup / "model"), "--probe", str(setup / "rigged1"), "--data", str(setup / "hf"),
+            "--split", "validation", "--results", str(setup / "res-hf"), "--policy", "rfs", "--batch-size", "4",
+            *COMMON]
+    assert in1k.main(argv) == 0
+    df = load_runs(setup / "res-hf", "in1k")
+    assert df.top1.tolist() == pytest.approx([2 / 6] * 3)  # labels i % 3: two of six are class 1

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,9 +40,11 @@ from .policies import POLICY_NAMES as POLICIES
 
 
 def model_tag(spec: str | os.PathLike[str]) -> str:
-    """A results-key-safe short name of a model: the last component of a hub id or directory."""
-    name = Path(os.fspath(spec).rstrip("/")).name or os.fspath(spec)
-    return re.sub(r"[^A-Za-z0-9._=+-]", "-", name).lstrip(".") or "model"
+    """A results-key-safe short name of a model: the last component of a hub id or directory (the same
+    name `canvit-eval ade20k` puts in its keys)."""
+    from .ade20k.common import short_name
+
+    return short_name(os.fspath(spec))
 
 
 def run_key(model: str, policy: str, scene_size: int, canvas_grid: int, seed: int, limit: int | None = None) -> str:
