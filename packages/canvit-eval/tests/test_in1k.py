@@ -162,6 +162,10 @@ def test_bad_arguments_name_the_flag(setup, capsys):
     with pytest.raises(SystemExit):
         in1k.main(["--model", str(setup / "model"), "--data", str(setup / "missing"), "--policy", "c2f"])
     assert "--data" in capsys.readouterr().err
+    save_linear_probe(setup / "p3", torch.zeros(3, TEACHER_DIM), torch.zeros(3))  # 3 classes < 4 folders
+    with pytest.raises(SystemExit):
+        in1k.main([*base, "--probe", str(setup / "p3"), "--split", "val", "--policy", "c2f"])
+    assert "has 4 classes but the probe predicts 3" in capsys.readouterr().err
 
 
 def test_hf_dataset_with_classlabel(setup):

@@ -340,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"cannot load --model {args.model!r} / --probe {args.probe!r}: {e}")
     if len(source) and source.label(0) is None:
         p.error(f"--data {args.data!r} has no labels (ImageFolder class sub-folders or a ClassLabel column)")
+    if source.classes is not None and len(source.classes) > clf.num_classes:
+        p.error(f"--data {args.data!r} has {len(source.classes)} classes but the probe predicts {clf.num_classes}")
 
     scene = args.scene_size
     transform = functools.partial(center_crop_transform, size=scene)  # Resize(S) + CenterCrop(S), normalize
