@@ -43,7 +43,7 @@ def setup(tmp_path, monkeypatch):
 
 def _run(setup, probe, *extra):
     argv = ["--model", str(setup / "model"), "--probe", str(setup / probe), "--data", str(setup / "in1k"),
-            "--split", "val", "--results", str(setup / "results"), *COMMON, *extra]
+            "--results", str(setup / "results"), *COMMON, *extra]
     assert in1k.main(argv) == 0
     return load_runs(setup / "results", "in1k")
 

@@ -300,9 +300,18 @@ def check_rollout_args(p: argparse.ArgumentParser, args: argparse.Namespace, pat
         p.error(f"--num-workers must be >= 0, got {args.num_workers}")
 
 
+_SPLIT_ALIASES = {"validation": ("val",), "val": ("validation",), "train": ("training",), "training": ("train",)}
+
+
 def open_source(p: argparse.ArgumentParser, data: str, split: str | None, labels: str | None) -> Any:
     from canvit_data import open_images
 
+    root = Path(data)
+    if split is not None and root.is_dir() and not (root / split).is_dir():
+        for alias in _SPLIT_ALIASES.get(split, ()):  # ImageNet folders say val/, HF datasets validation
+            if (root / alias).is_dir():
+                split = alias
+                break
     try:
         return open_images(data, split=split, labels=labels)
     except (FileNotFoundError, ValueError) as e:

@@ -149,11 +149,13 @@ def resolve_model(model: str, preset: str | None) -> tuple[str, str, str]:
 
 def ade20k_images(data: str, split: str) -> tuple[str, str | None]:
     """ADEChallengeData2016 roots hold images/{training,validation}: point at the images of `split`."""
+    from .in1k import _SPLIT_ALIASES
+
     root = Path(data)
-    if (root / "images" / split).is_dir():
-        return str(root / "images" / split), None
-    if (root / "ADEChallengeData2016" / "images" / split).is_dir():
-        return str(root / "ADEChallengeData2016" / "images" / split), None
+    for base in (root, root / "ADEChallengeData2016"):
+        for name in (split, *_SPLIT_ALIASES.get(split, ())):
+            if (base / "images" / name).is_dir():
+                return str(base / "images" / name), None
     return data, split
 
 
