@@ -17,7 +17,9 @@ def test_plan_covers_the_paper_matrix_breadth_first():
     # ADE20K: 3 configs x (4 stochastic policies x 10 seeds + 2 deterministic x 1)
     assert len(by_kind["ade20k"]) == 3 * (4 * 10 + 2)
     assert len(by_kind["ade20k-dinov3"]) == 2 * len(matrix.DINOV3_INPUT_PX)
-    assert len(by_kind["in1k"]) == 4 * 5 + 1  # rfs is deterministic
+    assert len(by_kind["in1k"]) == 2 * (4 * 5 + 1)  # frozen + fine-tuned; rfs is deterministic
+    ft = [j for j in by_kind["in1k"] if j.key.startswith("canvitb16-add-vpe-finetune")]
+    assert len(ft) == 21 and all("--probe" not in j.argv for j in ft)
     assert len(by_kind["reconstruction"]) == 12 * 5  # CanViT-B + the 11 ablations of Table 3
     assert len({(j.kind, j.key) for j in jobs}) == len(jobs)
     rounds = [j.round for j in jobs]
@@ -42,7 +44,7 @@ def test_shards_partition_the_plan():
 
 def test_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, monkeypatch, capsys):
     root = str(tmp_path / "res")
-    cfg = matrix.MatrixConfig(results=root, kinds=("in1k",), in1k_policies=("c2f", "rfs"), in1k_seeds=2)
+    cfg = matrix.MatrixConfig(results=root, kinds=("in1k",), in1k_policies=("c2f", "rfs"), in1k_seeds=2, finetuned=None)
     keys = [j.key for j in matrix.plan(cfg)]
     assert len(keys) == 3
     done, killed, fresh = keys
@@ -61,7 +63,7 @@ def test_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, monkeypatch, c
         return 0
 
     monkeypatch.setattr(matrix, "run_job", fake_run)
-    argv = ["--only", "in1k", "--in1k-policies", "c2f,rfs", "--in1k-seeds", "2", "--results", root]
+    argv = ["--only", "in1k", "--in1k-policies", "c2f,rfs", "--in1k-seeds", "2", "--results", root, "--finetuned", ""]
     assert matrix.main(argv) == 0
     assert ran == [killed, fresh]
     assert all(is_complete(root, "in1k", k) for k in keys)
@@ -80,7 +82,7 @@ def test_failed_job_stops_unless_keep_going(tmp_path, monkeypatch):
         return 3
 
     monkeypatch.setattr(matrix, "run_job", failing)
-    argv = ["--only", "in1k", "--in1k-seeds", "1", "--results", root]
+    argv = ["--only", "in1k", "--in1k-seeds", "1", "--results", root, "--finetuned", ""]
     assert matrix.main(argv) == 1 and len(ran) == 1
     ran.clear()
     assert matrix.main([*argv, "--keep-going"]) == 1 and len(ran) == 5

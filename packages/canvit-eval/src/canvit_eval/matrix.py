@@ -5,7 +5,8 @@ The plan (paper Tables 3-7, Figure 4):
   {(512, 32), (512, 64), (1024, 64)}, T = 21, with the released probe of each grid; stochastic policies
   once per seed, deterministic ones (eg-c2f, rfs) once;
 - `ade20k-dinov3`: DINOv3 ViT-S/16 and ViT-B/16 baselines at 128 ... 512 px input (Table 5);
-- `in1k`: policies {c2f, f2c, f-iid, r-iid, rfs} x seeds, T = 21, 512 px, canvas 32 (Table 7);
+- `in1k`: policies {c2f, f2c, f-iid, r-iid, rfs} x seeds, T = 21, 512 px, canvas 32 (Table 7), for the
+  frozen model through the DINOv3 probe and for the fine-tuned classifier (`--finetuned`, "" to skip);
 - `reconstruction`: every Table 3 checkpoint (`canvit_model.PRESETS`) x seeds, T = 10 R-IID (Tables 3-4).
 
 Jobs are ordered breadth-first over the seed index (every configuration's first run before any second
@@ -36,6 +37,7 @@ from .reconstruction import run_key as reconstruction_key
 
 CANVIT_B = "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02"
 IN1K_PROBE = "canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe"
+FINETUNED = "canvit/canvitb16-add-vpe-finetune-g128px-s512px-in1k-2026-04-06"  # the paper's 84.5%
 TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
 ADE20K_CONFIGS = ((512, 32), (512, 64), (1024, 64))
 ADE20K_POLICIES = ("c2f", "eg-c2f", "f-iid", "r-iid", "f2c", "rfs")
@@ -99,6 +101,7 @@ class MatrixConfig:
     imagenet: str = "imagenet"
     imagenet_split: str = "val"
     in1k_probe: str = IN1K_PROBE
+    finetuned: str | None = FINETUNED  # IN1k runs of the fine-tuned classifier too (None: skip)
     results: str | None = None
     kinds: tuple[str, ...] = KINDS
     ade20k_seeds: int = 10
@@ -151,6 +154,12 @@ def plan(cfg: MatrixConfig) -> list[Job]:
                         "--split", cfg.imagenet_split, "--policy", policy, "--glimpses", "21", "--seed", str(seed),
                         "--scene-size", "512", "--canvas-grid", "32", *lim, *common]
                 jobs.append(Job("in1k", key, tuple(argv), STARTUP_S + glimpse_seconds(n_in1k * 21, 32), seed))
+                if cfg.finetuned:  # a saved classifier: no probe
+                    key = in1k_key(cfg.finetuned, policy, 512, 32, seed, cfg.limit)
+                    argv = ["in1k", "--model", cfg.finetuned, "--data", cfg.imagenet, "--split", cfg.imagenet_split,
+                            "--policy", policy, "--glimpses", "21", "--seed", str(seed), "--scene-size", "512",
+                            "--canvas-grid", "32", *lim, *common]
+                    jobs.append(Job("in1k", key, tuple(argv), STARTUP_S + glimpse_seconds(n_in1k * 21, 32), seed))
     if "reconstruction" in cfg.kinds:
         presets = cfg.presets or tuple(n for n, p in PRESETS.items() if p.hub_repo)
         for name in presets:
@@ -251,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ade20k", default="ADEChallengeData2016", help="ADE20K root (or HF dataset id / save_to_disk dir)")
     p.add_argument("--imagenet", default="imagenet", help="ImageNet root with val/ class folders (or HF dataset id)")
     p.add_argument("--in1k-probe", default=IN1K_PROBE, help=f"DINOv3 IN1k probe (default {IN1K_PROBE})")
+    p.add_argument("--finetuned", default=FINETUNED, help=f"fine-tuned classifier also run on IN1k ('' to skip; "
+                   f"default {FINETUNED})")
     p.add_argument("--imagenet-split", default="val", help="split / sub-folder of --imagenet (default val)")
     p.add_argument("--results", default=None, help="results store (default $CANVIT_RESULTS or results/)")
     p.add_argument("--only", type=_csv(KINDS, "--only"), default=KINDS, help=f"comma-separated kinds ({', '.join(KINDS)})")
@@ -276,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"got {args.worker_index}")
     cfg = MatrixConfig(
         model=args.model, ade20k=args.ade20k, imagenet=args.imagenet, imagenet_split=args.imagenet_split,
-        in1k_probe=args.in1k_probe,
+        in1k_probe=args.in1k_probe, finetuned=args.finetuned or None,
         results=args.results, kinds=args.only, ade20k_seeds=args.ade20k_seeds, in1k_seeds=args.in1k_seeds,
         reconstruction_seeds=args.reconstruction_seeds, ade20k_policies=args.ade20k_policies,
         in1k_policies=args.in1k_policies, presets=args.presets, extra=tuple(shlex.split(args.extra)),
