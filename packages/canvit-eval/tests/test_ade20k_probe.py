@@ -26,6 +26,15 @@ COMMON = ["--num-workers", "0", "--no-progress", "--device", "cpu"]
 TINY = ViTConfig(dim=32, num_heads=2, depth=2, patch_size=4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
