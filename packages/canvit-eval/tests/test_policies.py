@@ -18,6 +18,15 @@ from canvit_eval.rollout import rollout
 from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, ViTConfig, quadtree_tiles
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -88,6 +88,16 @@ def load_dinov3(spec: str | None, backbone: str, device: torch.device) -> DINOv3
     return model
 
 
+def check_patch_multiple(model, args: argparse.Namespace, dinov3: bool) -> None:
+    """--glimpse-px (CanViT) / --input-px (DINOv3) must be a positive multiple of the model's patch size."""
+    if dinov3:
+        p, flag, v = model.cfg.patch_size, "--input-px", args.input_px
+    else:
+        p, flag, v = model.canvit.patch_size, "--glimpse-px", args.glimpse_px
+    if v % p:
+        raise SystemExit(f"{flag} must be a multiple of the model's patch size {p} px, got {v}")
+
+
 def dinov3_feature_grid(model: DINOv3, scenes: torch.Tensor, input_px: int, amp: bool) -> torch.Tensor:
     """DINOv3 patch features [B, h, w, D] of the scenes [B, 3, S, S] resized (bilinear) to input_px."""
     x = scenes

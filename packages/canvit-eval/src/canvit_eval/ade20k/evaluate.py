@@ -35,6 +35,7 @@ from canvit_results import is_complete, provenance, results_root, write_run
 
 from ..policies import DETERMINISTIC, POLICY_NAMES
 from .common import (
+    check_patch_multiple,
     dinov3_backbone,
     evaluate_canvit_batches,
     evaluate_dinov3_batches,
@@ -106,10 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
     if not dinov3 and args.model is None:
         raise SystemExit("--model is required (a CanViT hub id or directory)")
-    if not dinov3 and args.glimpse_px % 16:
-        raise SystemExit(f"--glimpse-px must be a multiple of the patch size 16, got {args.glimpse_px}")
-    if dinov3 and args.input_px % 16:
-        raise SystemExit(f"--input-px must be a multiple of the patch size 16, got {args.input_px}")
     device = pick_device(args.device)
     amp = args.amp and device.type == "cuda"
     batch_size = args.batch_size or (32 if args.canvas_grid <= 32 else 8)
@@ -142,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"(use_ln={probe.config.use_ln}, embed_dim={probe.config.embed_dim})")
     else:
         model = load_canvit(args.model, device)
+    check_patch_multiple(model, args, dinov3)
 
     config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
     config.update(batch_size=batch_size, amp_effective=amp, num_images=len(ds), resize="squish bilinear / PIL-nearest",

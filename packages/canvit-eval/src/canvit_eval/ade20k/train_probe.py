@@ -48,6 +48,7 @@ from canvit_results import provenance
 from ..policies import make_policy
 from ..rollout import rollout
 from .common import (
+    check_patch_multiple,
     batch_generator,
     dinov3_backbone,
     dinov3_feature_grid,
@@ -199,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         model = load_canvit(args.model, device)
         embed_dim, use_ln = model.canvit.canvas_dim, True
+    check_patch_multiple(model, args, dinov3)
     torch.manual_seed(args.seed)
     probe = SegmentationProbe(embed_dim, args.num_classes, dropout=args.dropout, use_ln=use_ln).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=args.weight_decay)
