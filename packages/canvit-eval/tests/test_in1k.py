@@ -21,6 +21,16 @@ from canvit_model import (
 )
 from canvit_results import is_complete, load_runs, read_meta
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 N_IMAGES, N_LABELS, TEACHER_DIM, N_CLASSES = 10, 4, 16, 12
 COMMON = ["--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32", "--glimpses", "3",
           "--num-workers", "0", "--no-progress", "--device", "cpu"]

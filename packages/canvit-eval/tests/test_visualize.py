@@ -11,6 +11,16 @@ from canvit_eval import visualize as viz
 from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, SegmentationProbe, ViTConfig
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))

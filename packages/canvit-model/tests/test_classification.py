@@ -18,6 +18,16 @@ from canvit_model import (
     save_linear_probe,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TEACHER_DIM = 24
 NUM_CLASSES = 7
 
