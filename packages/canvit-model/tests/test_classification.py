@@ -138,3 +138,32 @@ def test_classifier_rollout_from_pretrained_with_probe_and_save_roundtrip(tiny, 
     keys = set(back.state_dict())
     assert {"readout.norm.weight", "readout.proj.weight", "readout.proj.bias"} <= keys
     assert all(k.startswith(("canvit.", "readout.")) for k in keys)
+
+
+def test_v01_classifier_layout_loads(tiny, tmp_path):
+    """A canvit-pytorch 0.1 classifier directory ({backbone_name, model_config, n_classes}; keys canvit.<0.1>,
+    norm.*, head.*) loads into the same model as its 0.2 twin."""
+    from pathlib import Path
+
+    from canvit_model.hub import rename_v01_key, save_atomic
+
+    probe = _probe()
+    clf = CanViTForImageClassification.from_pretraining_model(tiny, probe)
+    layout = json.loads((Path(__file__).parent / "parity" / "fixtures" / "reference_layout_v01.json").read_text())
+    to_v01 = {rename_v01_key(k): k for k in layout["layouts"]["canvitb16"]["keys"]}
+    sd = {}
+    for k, v in clf.state_dict().items():
+        if k.startswith("canvit."):
+            sd["canvit." + to_v01[k]] = v
+        else:
+            sd[{"readout.norm.weight": "norm.weight", "readout.norm.bias": "norm.bias",
+                "readout.proj.weight": "head.weight", "readout.proj.bias": "head.bias"}[k]] = v
+    cfg = {"backbone_name": "test-tiny", "n_classes": NUM_CLASSES,
+           "model_config": {"canvas_num_heads": 2, "canvas_head_dim": 16, "n_canvas_registers": 2}}
+    save_atomic(tmp_path / "v01", cfg, sd)
+    back = CanViTForImageClassification.from_pretrained(tmp_path / "v01")
+    img, vp = torch.randn(2, 3, 32, 32), Viewpoint.full_scene(batch_size=2)
+    with torch.inference_mode():
+        a = clf(img, clf.init_state(2, 4), vp).logits
+        b = back(img, back.init_state(2, 4), vp).logits
+    assert torch.equal(a, b)
