@@ -46,8 +46,9 @@ METRICS = ("cos_patch_raw", "cos_cls_raw", "cos_patch_std", "cos_cls_std")
 EXAMPLE = f"""example (one H100; Table 4 baseline row, run seeds 0..4 for the 95% CI):
   canvit-eval reconstruction --model canvitb16 --teacher {TEACHER} \\
       --data /datasets/ADEChallengeData2016 --seed 0 --results results/
-  --model takes a preset name (its released checkpoint), a hub id or a directory; with a checkpoint that
-  is not a preset's release, name its preset: --model runs/no-reads/final --preset no-reads"""
+  --model takes a preset name (its released Table 3 checkpoint; canvitb16 = the ablation baseline
+  canvit/canvitb16-abl-baseline-2026-03-02), a hub id or a directory; for your own checkpoint, name its
+  preset: --model runs/no-reads/final --preset no-reads"""
 
 
 def reconstruction_cosines(
