@@ -167,3 +167,29 @@ def test_v01_classifier_layout_loads(tiny, tmp_path):
         a = clf(img, clf.init_state(2, 4), vp).logits
         b = back(img, back.init_state(2, 4), vp).logits
     assert torch.equal(a, b)
+
+
+@torch.no_grad()
+def test_fused_fp32_head_flips_no_predictions_at_canvitb_size():
+    """CanViT-B sizes (D = 768 -> 1000 classes), teacher-like statistics: the fp32 fused head picks the
+    same class as the float64 chain for every one of 2048 inputs (a bf16 head flips ~0.4%)."""
+    from canvit_model.layers.heads import PositionStandardizer, Readout
+
+    g = torch.Generator().manual_seed(0)
+    ro, std = Readout(768, 768), PositionStandardizer(1, 768)
+    ro.norm.weight.copy_(1 + 0.1 * torch.randn(768, generator=g))
+    ro.norm.bias.copy_(0.1 * torch.randn(768, generator=g))
+    ro.proj.weight.copy_(torch.randn(768, 768, generator=g) / 768**0.5)
+    ro.proj.bias.copy_(0.1 * torch.randn(768, generator=g))
+    std.mean.copy_(torch.randn(1, 768, generator=g))
+    std.var.copy_(torch.rand(1, 768, generator=g) * 4 + 0.01)
+    std.fitted.fill_(True)
+    probe = LinearProbe(torch.randn(1000, 768, generator=g) * 0.05, torch.randn(1000, generator=g) * 0.1, {})
+    head = fuse_probe(ro, std, probe)
+    cls = torch.randn(2048, 768, generator=g) * 3
+    x = torch.nn.functional.layer_norm(cls.double(), (768,), ro.norm.weight.double(), ro.norm.bias.double(), 1e-5)
+    raw = (x @ ro.proj.weight.double().T + ro.proj.bias.double()) * torch.sqrt(std.var[0].double() + 1e-6)
+    ref = (raw + std.mean[0].double()) @ probe.weight.double().T + probe.bias.double()
+    out = head(cls)
+    assert torch.equal(out.argmax(-1), ref.argmax(-1))
+    assert (out.double() - ref).abs().max() < 1e-4 * ref.abs().max()
