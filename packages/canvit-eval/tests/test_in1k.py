@@ -73,7 +73,7 @@ def test_rigged_probe_gives_known_topk(setup):
     for rank, c in enumerate([2, 9, 1, 10, 11]):
         bias[c] = 10.0 - rank
     save_linear_probe(setup / "rigged", torch.zeros(N_CLASSES, TEACHER_DIM), bias)
-    df = _run(setup, "rigged", "--policy", "c2f", "--seed", "0", "--batch-size", "4")
+    df = _run(setup, "rigged", "--policy", "c2f", "--seed", "0", "--batch-size", "4", "--save-predictions")
     labels = [i % N_LABELS for i in range(N_IMAGES)]  # write_image_folder: image i is class i % K
     key = in1k.run_key(str(setup / "model"), "c2f", 64, 4, 0)
     assert list(pd.read_csv(setup / "results" / "in1k" / f"{key}.csv").columns) == ["t", "top1", "top5"]
@@ -85,6 +85,11 @@ def test_rigged_probe_gives_known_topk(setup):
     assert meta["extra"]["policy"] == "c2f" and meta["extra"]["num_glimpses"] == 3
     assert meta["extra"]["canvas_grid"] == 4 and meta["extra"]["num_images"] == N_IMAGES
     assert not (setup / "results" / ".partial" / "in1k" / f"{key}.json").exists()
+    from safetensors.torch import load_file
+
+    pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))  # 3 batches joined
+    assert pr["positions"].tolist() == list(range(N_IMAGES)) and pr["labels"].tolist() == sorted(labels)  # path order
+    assert (pr["top5"][:, :, :5] == torch.tensor([2, 9, 1, 10, 11], dtype=torch.int16)).all()
 
 
 def test_topk_matches_a_per_timestep_hand_loop(setup):
@@ -92,7 +97,7 @@ def test_topk_matches_a_per_timestep_hand_loop(setup):
     g = torch.Generator().manual_seed(5)
     save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM, generator=g),
                       torch.randn(N_CLASSES, generator=g) * 0.1)
-    df = _run(setup, "probe", "--policy", "r-iid", "--seed", "7", "--batch-size", str(N_IMAGES))
+    df = _run(setup, "probe", "--policy", "r-iid", "--seed", "7", "--batch-size", str(N_IMAGES), "--save-predictions")
 
     clf = CanViTForImageClassification.from_pretrained_with_probe(setup / "model", setup / "probe")
     files = sorted((setup / "in1k" / "val").rglob("*.png"))
@@ -113,6 +118,18 @@ def test_topk_matches_a_per_timestep_hand_loop(setup):
             top5.append((rank[:, :5] == labels[:, None]).any(-1).float().mean().item())
     assert df.top1.tolist() == pytest.approx(top1)
     assert df.top5.tolist() == pytest.approx(top5)
+    # per-image predictions: top-1 recomputed from them equals the table, and labels / order are kept
+    from safetensors.torch import load_file
+
+    key = in1k.run_key(str(setup / "model"), "r-iid", 64, 4, 7)
+    pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))
+    assert pr["top5"].shape == (N_IMAGES, 3, 5) and pr["top5"].dtype == torch.int16
+    assert pr["positions"].tolist() == list(range(N_IMAGES)) and torch.equal(pr["labels"], labels)
+    hits = (pr["top5"].long() == labels[:, None, None])
+    assert df.top1.tolist() == pytest.approx(hits[:, :, 0].float().mean(0).tolist())
+    assert df.top5.tolist() == pytest.approx(hits.any(-1).float().mean(0).tolist())
+    assert read_meta(setup / "results" / "in1k" / f"{key}.json")["extra"]["predictions"] == f"{key}.predictions.safetensors"
+    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.predictions").exists()
     assert len(set(top5)) > 1 or len(set(top1)) > 1 or 0 < top5[0] < 1  # the metric is not degenerate
 
 

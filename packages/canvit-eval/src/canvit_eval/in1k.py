@@ -222,22 +222,68 @@ def in1k_step(
     classifier: Any, batch: SceneBatch, *, policy: str, num_glimpses: int, seed: int, canvas_grid: int,
     glimpse_px: int, amp: bool,
 ) -> dict[str, torch.Tensor]:
-    """{top1, top5: [B, T] 0/1} for one batch: one rollout, the fused head after every glimpse."""
+    """{top1, top5: [B, T] 0/1, predictions: [B, T, 5] top-5 class indices} for one batch: one rollout,
+    the fused head after every glimpse."""
     from .policies import make_policy
     from .rollout import rollout
 
     b = batch.scenes.shape[0]
     pol = make_policy(policy, batch_size=b, num_glimpses=num_glimpses,
                       generator=batch_generator(seed, batch.index), device=batch.scenes.device)
-    top1, top5 = [], []
+    top1, top5, preds = [], [], []
     for st in rollout(classifier.canvit, batch.scenes, pol, num_glimpses=num_glimpses, canvas_grid=canvas_grid,
                       glimpse_px=glimpse_px, amp=amp):
         with torch.inference_mode():
             logits = classifier.classify(st.state.recurrent_cls)  # [B, C] fp32, autocast off
             hit = topk_correct(logits, batch.labels)
+            preds.append(logits.topk(min(5, logits.shape[-1]), dim=-1).indices)  # [B, 5]
         top1.append(hit[1])
         top5.append(hit[5])
-    return {"top1": torch.stack(top1, 1).float(), "top5": torch.stack(top5, 1).float()}
+    return {"top1": torch.stack(top1, 1).float(), "top5": torch.stack(top5, 1).float(),
+            "predictions": torch.stack(preds, 1)}
+
+
+class PredictionWriter:
+    """Per-image top-5 predictions (the authors' `top_k_preds`), for ReaL labels or per-image analyses.
+
+    Each batch goes to its own file under the job's partial directory (so a resumed job keeps them);
+    `finish` joins them into RESULTS/in1k/KEY.predictions.safetensors: `top5` int16 [N, T, 5],
+    `labels` int64 [N], `positions` int64 [N] (the images' indices in the data source)."""
+
+    def __init__(self, results: str | None, key: str) -> None:
+        from canvit_results import results_root
+
+        self.dir = results_root(results) / ".partial" / "in1k" / f"{key}.predictions"
+        self.final = results_root(results) / "in1k" / f"{key}.predictions.safetensors"
+
+    def add(self, batch: SceneBatch, predictions: torch.Tensor) -> None:
+        from canvit_model.hub import write_safetensors
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"batch_{batch.index:07d}.safetensors"
+        tmp = path.with_name(path.name + ".tmp")
+        write_safetensors({"top5": predictions.to(torch.int16).cpu(), "labels": batch.labels.cpu(),
+                           "positions": torch.tensor(batch.positions, dtype=torch.int64)}, tmp)
+        os.replace(tmp, path)
+
+    def finish(self, num_batches: int) -> Path:
+        import shutil
+
+        from safetensors.torch import load_file
+
+        from canvit_model.hub import write_safetensors
+
+        parts = [load_file(str(self.dir / f"batch_{i:07d}.safetensors")) for i in range(num_batches)
+                 if (self.dir / f"batch_{i:07d}.safetensors").is_file()]
+        if not parts:
+            raise RuntimeError(f"no per-batch predictions under {self.dir}")
+        joined = {k: torch.cat([p[k] for p in parts]) for k in ("top5", "labels", "positions")}
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.final.with_name(self.final.name + ".tmp")
+        write_safetensors(joined, tmp)
+        os.replace(tmp, self.final)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.final
 
 
 def load_classifier(model: str, probe: str | None, device: torch.device) -> Any:
@@ -328,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "without --probe, a saved CanViTForImageClassification (e.g. fine-tuned)")
     p.add_argument("--probe", default=None, help="DINOv3 IN1k linear probe (published layout: hub id or directory)")
     add_rollout_args(p, policy=None, glimpses=21, scene=512, grid=32, batch=64)
+    p.add_argument("--save-predictions", action="store_true",
+                   help="also write per-image top-5 predictions per timestep to RESULTS/in1k/KEY.predictions.safetensors")
     p.add_argument("--name", default=None, help="model name in the results key (default: last part of --model)")
     p.add_argument("--key", default=None, help="results key (default {name}-{policy}-s{scene}-c{grid}-seed{seed})")
     args = p.parse_args(argv)
@@ -363,9 +411,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bool((batch.labels < 0).any()) or bool((batch.labels >= clf.num_classes).any()):
             bad = batch.labels[(batch.labels < 0) | (batch.labels >= clf.num_classes)][:5].tolist()
             raise ValueError(f"labels {bad} are outside the probe's classes [0, {clf.num_classes})")
-        return in1k_step(clf, batch, policy=args.policy, num_glimpses=args.glimpses, seed=args.seed,
-                         canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px, amp=args.amp)
+        out = in1k_step(clf, batch, policy=args.policy, num_glimpses=args.glimpses, seed=args.seed,
+                        canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px, amp=args.amp)
+        preds = out.pop("predictions")
+        if writer is not None:
+            writer.add(batch, preds)
+        return out
 
+    writer = PredictionWriter(args.results, key) if args.save_predictions else None
     t0 = time.time()
     part = partial_path(args.results, "in1k", key)
     means, count, failed = evaluate_means(
@@ -382,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "seed": args.seed, "num_images": count, "failed_images": [source.key(i) for i in failed],
              "preprocessing": f"resize short side {scene} + center crop {scene}", "data": args.data,
              "split": args.split, "amp": args.amp}
+    if writer is not None:
+        extra["predictions"] = writer.finish(num_batches).name
     prov = provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "in1k", *argv])
     try:
