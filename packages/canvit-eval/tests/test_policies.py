@@ -272,3 +272,17 @@ def test_rollout_under_bf16_autocast_keeps_canvas_and_probe_fp32(tiny_model, mon
     # the model did run in bf16 (different numbers), close to the fp32 rollout
     assert not torch.equal(steps[0].output.glimpse_patches, fp32[0].output.glimpse_patches)
     assert torch.allclose(steps[0].state.canvas, fp32[0].state.canvas, atol=0.1)
+
+
+def test_tile_entropy_matches_the_reference_tile_masks():
+    """EG-C2F scores vs the authors' canvit-pytorch (fixture from canvit-model's segmentation_parity)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    fx = Path(__file__).resolve().parents[2] / "canvit-model" / "tests" / "segmentation_parity" / "fixtures"
+    io = load_file(fx / "io.safetensors")
+    for level in (1, 2, 3):
+        ours = tile_entropy(io["seg_logits"], level)
+        assert torch.allclose(ours, io[f"tile_entropy.{level}"], atol=1e-5), level
+        assert torch.equal(ours.argmax(1), io[f"tile_entropy.{level}"].argmax(1))
