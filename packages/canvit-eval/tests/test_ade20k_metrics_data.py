@@ -90,3 +90,18 @@ def test_train_stream_is_seeded_and_augmented(ade):
 def test_labels_to_grid_takes_block_centres():
     labels = torch.arange(16).view(1, 4, 4)
     assert labels_to_grid(labels, 2).tolist() == [[[5, 7], [13, 15]]]
+
+
+def test_hsv_round_trip_and_colorsys_agreement():
+    import colorsys
+
+    from canvit_eval.ade20k.data import _hsv_to_rgb, _rgb_to_hsv, photometric_distortion
+
+    x = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
+    h, s, v = _rgb_to_hsv(x)
+    assert torch.allclose(_hsv_to_rgb(h, s, v), x, atol=1e-6)
+    for i, j in [(0, 0), (2, 3), (4, 6)]:
+        ref = colorsys.rgb_to_hsv(*x[:, i, j].tolist())
+        assert torch.allclose(torch.tensor([h[i, j], s[i, j], v[i, j]]), torch.tensor(ref), atol=1e-6)
+    y = photometric_distortion(x, np.random.default_rng(3))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -245,3 +246,43 @@ def test_rollout_rejects_missing_probe_for_eg_c2f(tiny_model):
     pol = make_policy("eg-c2f", batch_size=1, num_glimpses=2)
     with pytest.raises(ValueError, match="probe"):
         next(rollout(tiny_model, torch.zeros(1, 3, 32, 32), pol, num_glimpses=2, canvas_grid=4, glimpse_px=16))
+
+
+def test_rollout_under_bf16_autocast_keeps_canvas_and_probe_fp32(tiny_model, monkeypatch):
+    # CUDA is not available here: run the same code path with CPU bf16 autocast.
+    import canvit_eval.rollout as ro
+
+    monkeypatch.setattr(ro, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16))
+    probe = torch.nn.Linear(16 * 2, 3)
+
+    def fn(canvas):
+        return probe(tiny_model.canvit.canvas_patch_grid(canvas)).permute(0, 3, 1, 2)
+
+    scenes = torch.randn(2, 3, 32, 32, generator=gen(3))
+
+    def run():
+        pol = make_policy("eg-c2f", batch_size=2, num_glimpses=3)
+        return list(rollout(tiny_model, scenes, pol, num_glimpses=3, canvas_grid=4, glimpse_px=16, probe=fn))
+
+    steps = run()
+    assert steps[-1].state.canvas.dtype == torch.float32
+    assert steps[-1].seg_logits.dtype == torch.float32
+    monkeypatch.setattr(ro, "autocast", lambda device, amp: contextlib.nullcontext())
+    fp32 = run()
+    # the model did run in bf16 (different numbers), close to the fp32 rollout
+    assert not torch.equal(steps[0].output.glimpse_patches, fp32[0].output.glimpse_patches)
+    assert torch.allclose(steps[0].state.canvas, fp32[0].state.canvas, atol=0.1)
+
+
+def test_tile_entropy_matches_the_reference_tile_masks():
+    """EG-C2F scores vs the authors' canvit-pytorch (fixture from canvit-model's segmentation_parity)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    fx = Path(__file__).resolve().parents[2] / "canvit-model" / "tests" / "segmentation_parity" / "fixtures"
+    io = load_file(fx / "io.safetensors")
+    for level in (1, 2, 3):
+        ours = tile_entropy(io["seg_logits"], level)
+        assert torch.allclose(ours, io[f"tile_entropy.{level}"], atol=1e-5), level
+        assert torch.equal(ours.argmax(1), io[f"tile_entropy.{level}"].argmax(1))

@@ -148,3 +148,17 @@ def test_preprocess_labels_resize_is_pil_nearest(src, dst):
 def test_upsample_logits_bilinear():
     x = torch.randn(1, 3, 4, 4)
     assert torch.equal(upsample_logits(x, 8), torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear"))
+
+
+# -- against the authors' canvit-pytorch (fixtures from tests/segmentation_parity/make_fixture.py) --------
+
+PARITY = __import__("pathlib").Path(__file__).resolve().parent / "segmentation_parity" / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["probe_ln", "probe_noln"])
+def test_reference_probe_loads_and_matches_bit_exact(name):
+    io = load_file(PARITY / "io.safetensors")
+    probe = SegmentationProbe.from_pretrained(PARITY / name)
+    assert probe.config.use_ln == (name == "probe_ln") and not probe.training
+    with torch.no_grad():
+        assert torch.equal(probe(io["features"]), io[f"{name}.logits"])

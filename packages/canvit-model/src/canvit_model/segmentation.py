@@ -91,7 +91,7 @@ class SegmentationProbe(nn.Module):
             x = features.float()
             if self.ln is not None:
                 x = self.ln(x)
-            x = x.permute(0, 3, 1, 2)  # [B, D, H, W]
+            x = x.permute(0, 3, 1, 2).contiguous()  # [B, D, H, W], standard NCHW memory layout
             return self.conv(self.bn(self.dropout(x)))
 
     # -- published layout -------------------------------------------------------------------------

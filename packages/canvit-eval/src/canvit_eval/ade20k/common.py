@@ -125,7 +125,7 @@ def decode_into(cm: ConfusionMatrix, logits: torch.Tensor, labels: torch.Tensor,
     size = tuple(labels.shape[-2:])
     for i in range(0, logits.shape[0], DECODE_CHUNK):
         pred = upsample_logits(logits[i : i + DECODE_CHUNK], size).argmax(1)
-        cm.update(pred, labels[i : i + DECODE_CHUNK], stream=stream)
+        cm.update(pred, labels[i : i + DECODE_CHUNK], stream=stream, check=False)
 
 
 def evaluate_canvit_batches(
@@ -151,6 +151,7 @@ def evaluate_canvit_batches(
     for bi, scenes, labels in batches:
         scenes = scenes.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        cm.check_labels(labels)
         pol = make_policy(policy, batch_size=scenes.shape[0], num_glimpses=num_glimpses,
                           generator=batch_generator(seed, bi), device=device)
         for step in rollout(model, scenes, pol, num_glimpses=num_glimpses, canvas_grid=canvas_grid,
@@ -168,6 +169,7 @@ def evaluate_dinov3_batches(model: DINOv3, probe: SegmentationProbe, batches, cm
         with torch.inference_mode():
             scenes = scenes.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            cm.check_labels(labels)
             logits = probe(dinov3_feature_grid(model, scenes, input_px, amp))
             decode_into(cm, logits, labels, stream=0)
         if on_batch is not None:

@@ -13,12 +13,14 @@ Evaluation (`EvalSet`): image and mask resized ("squished") to S x S without kee
 image bilinear (`canvit_model.square_resize_transform`), mask nearest with PIL's rule (torchvision's
 `Resize((S, S), NEAREST)` on PIL images).
 
-Training (`TrainSet`, App. F.2.1 / DINOv3's segmentation train transform): random resize by a ratio
-r ~ U(0.5, 2.0) of the (4S, S) scale with the aspect ratio kept (mmseg's `RandomResize(scale=(4S, S),
-ratio_range=(0.5, 2.0), keep_ratio=True)`), pad to at least S (image 0, mask ignore), random S x S crop,
-horizontal flip with p = 0.5, normalize. Not reproduced: mmseg's crop retry when one class covers > 75%
-of the crop. Every random draw comes from (seed, position in the sample stream), so a resumed run sees
-exactly the batches it would have seen.
+Training (`TrainSet`, App. F.2.1 / DINOv3's segmentation train transform as the authors call it):
+the short side resized (aspect kept; image bilinear, mask nearest) to S x r with r ~ U(0.5, 2.0), pad to
+at least S (image 0, mask ignore), random S x S crop, horizontal flip with p = 0.5, then a photometric
+distortion with mmseg's `PhotoMetricDistortion` defaults (each with p = 0.5: brightness +-32/255,
+contrast x U(0.5, 1.5) before or after the HSV steps, saturation x U(0.5, 1.5), hue +-36 degrees; the
+parameters of DINOv3's copy were not verified here; `photometric=False` turns it off), normalize. Not
+reproduced: mmseg's crop retry when one class covers > 75% of the crop. Every random draw comes from
+(seed, position in the sample stream), so a resumed run sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -190,13 +192,14 @@ class EvalSet(Dataset):
 
 
 def random_resize_crop_flip(image: Any, mask: Any, size: int, rng: np.random.Generator,
-                            ratio_range: tuple[float, float] = (0.5, 2.0)) -> tuple[torch.Tensor, torch.Tensor]:
+                            ratio_range: tuple[float, float] = (0.5, 2.0), photometric: bool = True
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training augmentation (module docstring) on a PIL pair -> (image [3, S, S], labels [S, S])."""
     from PIL import Image
 
     w, h = image.size
     r = rng.uniform(*ratio_range)
-    f = min(4 * size * r / max(w, h), size * r / min(w, h))
+    f = size * r / min(w, h)
     nw, nh = max(1, int(w * f + 0.5)), max(1, int(h * f + 0.5))
     image = image.resize((nw, nh), Image.BILINEAR)
     mask = mask.resize((nw, nh), Image.NEAREST)
@@ -211,15 +214,58 @@ def random_resize_crop_flip(image: Any, mask: Any, size: int, rng: np.random.Gen
     x, y = x[:, top : top + size, left : left + size], y[top : top + size, left : left + size]
     if rng.random() < 0.5:
         x, y = x.flip(-1), y.flip(-1)
+    if photometric:
+        x = photometric_distortion(x, rng)
     return normalize(x.contiguous()), y.contiguous()
+
+
+def photometric_distortion(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """mmseg-style PhotoMetricDistortion on an RGB image [3, H, W] in [0, 1] (clipped after each step)."""
+    if rng.random() < 0.5:
+        x = (x + rng.uniform(-32, 32) / 255).clamp(0, 1)
+    contrast_first = rng.random() < 0.5
+
+    def contrast(x: torch.Tensor) -> torch.Tensor:
+        return (x * rng.uniform(0.5, 1.5)).clamp(0, 1) if rng.random() < 0.5 else x
+
+    if contrast_first:
+        x = contrast(x)
+    sat = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else None
+    hue = rng.uniform(-18, 18) / 180 if rng.random() < 0.5 else None  # cv2 hue units (0..180) -> turns
+    if sat is not None or hue is not None:
+        hh, ss, vv = _rgb_to_hsv(x)
+        if sat is not None:
+            ss = (ss * sat).clamp(0, 1)
+        if hue is not None:
+            hh = (hh + hue) % 1.0
+        x = _hsv_to_rgb(hh, ss, vv)
+    if not contrast_first:
+        x = contrast(x)
+    return x
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r, g, b = x[0], x[1], x[2]
+    v, _ = x.max(0)
+    c = v - x.min(0).values
+    s = torch.where(v > 0, c / v.clamp_min(1e-12), torch.zeros_like(v))
+    cz = c.clamp_min(1e-12)
+    h = torch.where(v == r, ((g - b) / cz) % 6, torch.where(v == g, (b - r) / cz + 2, (r - g) / cz + 4)) / 6
+    h = torch.where(c > 0, h, torch.zeros_like(h))
+    return h, s, v
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6])  # [3, H, W]
+    return (v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)).clamp(0, 1)
 
 
 class TrainSet(Dataset):
     """Item p = the p-th sample of an endless seeded stream: epoch e = p // n uses permutation(seed, e)
     of the images, and sample p's augmentation draws from (seed, p). Index it with `batch_positions`."""
 
-    def __init__(self, pairs: SegmentationSet, scene_size: int, seed: int) -> None:
-        self.pairs, self.scene_size, self.seed = pairs, scene_size, seed
+    def __init__(self, pairs: SegmentationSet, scene_size: int, seed: int, photometric: bool = True) -> None:
+        self.pairs, self.scene_size, self.seed, self.photometric = pairs, scene_size, seed, photometric
         self._perm: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -234,7 +280,8 @@ class TrainSet(Dataset):
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.pairs.load(self.image_index(position))
-        return random_resize_crop_flip(image, mask, self.scene_size, np.random.default_rng([self.seed, position, 2]))
+        rng = np.random.default_rng([self.seed, position, 2])
+        return random_resize_crop_flip(image, mask, self.scene_size, rng, photometric=self.photometric)
 
 
 def batch_positions(start_step: int, end_step: int, batch_size: int) -> list[list[int]]:

@@ -19,19 +19,26 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.counts = torch.zeros(streams, num_classes, num_classes, dtype=torch.int64, device=device)
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, stream: int = 0) -> None:
+    def check_labels(self, target: torch.Tensor) -> None:
+        """Raise unless every label is in [0, C) or 255 (one host sync; call once per batch)."""
+        c = self.num_classes
+        bad = (target != IGNORE_INDEX) & ((target < 0) | (target >= c))
+        if bool(bad.any()):
+            v = target[bad]
+            raise ValueError(f"labels must be in [0, {c}) or {IGNORE_INDEX} (ignored); got values in "
+                             f"[{int(v.min())}, {int(v.max())}]: is --num-classes right?")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, stream: int = 0, *, check: bool = True) -> None:
         """pred, target: integer tensors of the same shape; target == 255 is ignored."""
         if pred.shape != target.shape:
             raise ValueError(f"pred {list(pred.shape)} and target {list(target.shape)} must have the same shape")
         c = self.num_classes
-        t = target.reshape(-1).to(self.counts.device)
-        p = pred.reshape(-1).to(self.counts.device)
-        keep = t != IGNORE_INDEX
-        t, p = t[keep].long(), p[keep].long()
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= c):
-            raise ValueError(f"labels must be in [0, {c}) or {IGNORE_INDEX} (ignored); got values in "
-                             f"[{int(t.min())}, {int(t.max())}]: is --num-classes right?")
-        self.counts[stream] += torch.bincount(t * c + p, minlength=c * c).view(c, c)
+        t = target.reshape(-1).to(self.counts.device).long()
+        p = pred.reshape(-1).to(self.counts.device).long()
+        if check:
+            self.check_labels(t)
+        idx = torch.where(t == IGNORE_INDEX, c * c, t * c + p)  # ignored pixels go to a spare bin
+        self.counts[stream] += torch.bincount(idx, minlength=c * c + 1)[: c * c].view(c, c)
 
     def iou(self, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(IoU per class [C] float64, mask of classes with a non-empty union [C])."""

@@ -2,8 +2,8 @@
 
 Recipe (paper App. F.2.1, after DINOv3's linear ADE20K config): 40k steps, batch 16, AdamW (lr 3e-4,
 wd 1e-3), 1500 linear warmup steps from 1e-6 x lr then cosine to 0, no gradient clipping; training
-augmentation = random resize (ratio 0.5-2.0) + S x S crop + horizontal flip (see `data.TrainSet`). Each
-scene gets T = 10 R-IID glimpses (pretraining viewpoint law); the probe (LayerNorm -> Dropout2d(0.1) ->
+augmentation = random resize (short side x 0.5-2.0) + S x S crop + horizontal flip + photometric
+distortion (see `data.TrainSet`). Each scene gets T = 10 R-IID glimpses (pretraining viewpoint law); the probe (LayerNorm -> Dropout2d(0.1) ->
 BatchNorm -> 1x1 conv), one per canvas grid and shared across timesteps, is applied to the canvas after
 every glimpse and the loss is the mean over timesteps of the cross-entropy (ignore 255) against the mask
 nearest-downsampled to the canvas grid. The CanViT is frozen and runs under bf16 autocast on CUDA
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-3, help="AdamW weight decay (default 1e-3)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=1500, help="linear warmup steps (default 1500)")
     p.add_argument("--warmup-start", type=float, default=1e-6, help="warmup start factor of the lr (default 1e-6)")
+    p.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=True,
+                   help="photometric distortion in the training augmentation (default on)")
     p.add_argument("--dropout", type=float, default=0.1, help="Dropout2d probability (default 0.1)")
     p.add_argument("--num-classes", type=positive_int, default=ADE20K_NUM_CLASSES, help="classes (default 150)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of data order, augmentation, viewpoints, init")
@@ -131,7 +133,7 @@ def step_seed(seed: int, step: int) -> int:
 def _config(args: argparse.Namespace) -> dict:
     keep = ("model", "data", "split", "scene_size", "canvas_grid", "glimpse_px", "glimpses", "steps", "batch_size",
             "lr", "weight_decay", "warmup_steps", "warmup_start", "dropout", "num_classes", "seed", "amp", "dinov3",
-            "input_px", "image_column", "mask_column")
+            "input_px", "image_column", "mask_column", "photometric")
     return {k: getattr(args, k) for k in keep}
 
 
@@ -193,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _config(args)
 
     pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
-    train = TrainSet(pairs, args.scene_size, args.seed)
+    train = TrainSet(pairs, args.scene_size, args.seed, photometric=args.photometric)
     if dinov3:
         model = load_dinov3(args.model, args.dinov3, device)
         embed_dim, use_ln = model.cfg.dim, False
