@@ -162,6 +162,7 @@ def visualize(
         for py, px, ps in viewpoints[:t]:
             draw.rectangle(box_px((py, px), ps, panel_px), outline=(200, 200, 200), width=1)
         draw.rectangle(box_px((cy, cx), s, panel_px), outline=(255, 40, 40), width=max(2, panel_px // 128))
+        draw.text((4, panel_px - 14), f"t={t}", fill=(255, 255, 255))
         rows["scene"].append(im)
         rows["glimpse"].append(_panel(to_display(glimpses[t]), panel_px, nearest=False))
         rows["canvas"].append(_panel(pcs[t], panel_px, nearest=True))
