@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 import torch
-
 from canvit_data.synthetic import write_image_folder
 from canvit_eval import in1k
 from canvit_eval.policies import make_policy

@@ -3,7 +3,6 @@
 import pandas as pd
 import pytest
 import torch
-
 from canvit_eval import matrix
 from canvit_results import is_complete, provenance, run_paths, write_run
 

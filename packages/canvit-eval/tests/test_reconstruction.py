@@ -5,10 +5,9 @@ import math
 import pandas as pd
 import pytest
 import torch
-
 from canvit_data.synthetic import write_ade20k
 from canvit_eval import reconstruction as rec
-from canvit_model import BACKBONES, DINOv3, CanViTConfig, CanViTForPretraining, ViTConfig
+from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig
 from canvit_model.layers.heads import PositionStandardizer
 from canvit_results import is_complete, load_runs, read_meta
 
@@ -36,10 +35,10 @@ def test_cosines_equal_a_hand_computation():
     teacher = [[2.0, -1.0], [0.0, 7.0]]
     pred_cls, teacher_cls = [0.25, -0.5], [4.0, -3.0]
     ps, cs = PositionStandardizer(2, 2), PositionStandardizer(1, 2)
-    ps.mean.copy_(torch.tensor(mean)); ps.var.copy_(torch.tensor(var))  # noqa: E702
-    cs.mean.copy_(torch.tensor(cls_mean)); cs.var.copy_(torch.tensor(cls_var))  # noqa: E702
+    ps.mean.copy_(torch.tensor(mean)); ps.var.copy_(torch.tensor(var))
+    cs.mean.copy_(torch.tensor(cls_mean)); cs.var.copy_(torch.tensor(cls_var))
 
-    sd = lambda v: math.sqrt(v + 1e-6)  # noqa: E731
+    sd = lambda v: math.sqrt(v + 1e-6)
     destd = [[pred[n][d] * sd(var[n][d]) + mean[n][d] for d in range(2)] for n in range(2)]
     std_t = [[(teacher[n][d] - mean[n][d]) / sd(var[n][d]) for d in range(2)] for n in range(2)]
     expect = {
@@ -88,7 +87,7 @@ def test_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     m = CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4)
     with torch.no_grad():
         for s in (m.teacher_patch_standardizer, m.teacher_cls_standardizer):
-            s.mean.normal_(); s.var.uniform_(0.5, 2); s.fitted.fill_(True)  # noqa: E702
+            s.mean.normal_(); s.var.uniform_(0.5, 2); s.fitted.fill_(True)
     m.save_pretrained(tmp_path / "model")
     DINOv3(ViTConfig(dim=16, num_heads=2, depth=1)).save_pretrained(tmp_path / "teacher")
     root = write_ade20k(tmp_path, 2, 5, seed=1)

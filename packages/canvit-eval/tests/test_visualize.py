@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from canvit_eval import visualize as viz
 from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, SegmentationProbe, ViTConfig
+from PIL import Image
 
 
 @pytest.fixture(autouse=True, scope="module")

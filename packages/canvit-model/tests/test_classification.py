@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from canvit_model import (
     BACKBONES,
     CanViTConfig,

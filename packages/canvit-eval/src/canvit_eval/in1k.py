@@ -35,7 +35,6 @@ EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
 
 from .policies import POLICY_NAMES as POLICIES
 
-
 # -- names and keys --------------------------------------------------------------------------------
 
 
@@ -269,9 +268,8 @@ class PredictionWriter:
     def finish(self, num_batches: int) -> Path:
         import shutil
 
-        from safetensors.torch import load_file
-
         from canvit_model.hub import write_safetensors
+        from safetensors.torch import load_file
 
         parts = [load_file(str(self.dir / f"batch_{i:07d}.safetensors")) for i in range(num_batches)
                  if (self.dir / f"batch_{i:07d}.safetensors").is_file()]

@@ -193,7 +193,7 @@ def run_job(job: Job, *, in_process: bool = False) -> int:
 
 
 def _fmt_time(seconds: float) -> str:
-    h, rem = divmod(int(round(seconds)), 3600)
+    h, rem = divmod(round(seconds), 3600)
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,7 +87,7 @@ def to_display(scene: torch.Tensor) -> np.ndarray:
 def box_px(center: Sequence[float], scale: float, size: int) -> tuple[float, float, float, float]:
     """Viewpoint (centre (y, x) in [-1, 1], scale) -> (left, top, right, bottom) pixels of a size x size panel."""
     cy, cx = float(center[0]), float(center[1])
-    to_px = lambda v: (v + 1) / 2 * size  # noqa: E731
+    to_px = lambda v: (v + 1) / 2 * size
     return to_px(cx - scale), to_px(cy - scale), to_px(cx + scale), to_px(cy + scale)
 
 
@@ -241,7 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--image {args.image!r} is not a file")
 
     from canvit_data import ImageDecodeError, decode_image
-    from canvit_model import PRESETS, CanViTForPretraining, SegmentationProbe, center_crop_transform, square_resize_transform
+    from canvit_model import (
+        PRESETS,
+        CanViTForPretraining,
+        SegmentationProbe,
+        center_crop_transform,
+        square_resize_transform,
+    )
     from canvit_results import provenance
 
     from .in1k import default_device
