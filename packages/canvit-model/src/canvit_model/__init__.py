@@ -9,7 +9,17 @@ from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .presets import PRESETS, Preset, preset
 from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
+from .classification import (
+    CanViTForImageClassification,
+    ClassificationOutput,
+    ClassificationReadout,
+    LinearProbe,
+    fuse_probe,
+    load_linear_probe,
+    save_linear_probe,
+)
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
 
 __version__ = "0.1.0"
 
@@ -37,4 +47,14 @@ __all__ = [
     "random_viewpoints",
     "sample_at_viewpoint",
     "square_resize_transform",
+    "CanViTForImageClassification",
+    "ClassificationOutput",
+    "ClassificationReadout",
+    "LinearProbe",
+    "fuse_probe",
+    "load_linear_probe",
+    "save_linear_probe",
+    "CanViTForSemanticSegmentation",
+    "SegmentationProbe",
+    "preprocess_labels",
 ]

@@ -1,0 +1,210 @@
+"""`canvit-eval in1k` on a generated ImageFolder with a tiny CanViT and tiny probes (CPU, offline)."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from canvit_data.synthetic import write_image_folder
+from canvit_eval import in1k
+from canvit_eval.policies import make_policy
+from canvit_model import (
+    BACKBONES,
+    CanViTConfig,
+    CanViTForImageClassification,
+    CanViTForPretraining,
+    ViTConfig,
+    center_crop_transform,
+    sample_at_viewpoint,
+    save_linear_probe,
+)
+from canvit_results import is_complete, load_runs, read_meta
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+N_IMAGES, N_LABELS, TEACHER_DIM, N_CLASSES = 10, 4, 16, 12
+COMMON = ["--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32", "--glimpses", "3",
+          "--num-workers", "0", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))
+    torch.manual_seed(0)
+    cfg = CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2)
+    m = CanViTForPretraining(cfg, teacher_dim=TEACHER_DIM, teacher_patch_grid=4)
+    with torch.no_grad():
+        m.teacher_cls_standardizer.mean.normal_()
+        m.teacher_cls_standardizer.var.uniform_(0.5, 2)
+        m.teacher_cls_standardizer.fitted.fill_(True)
+    m.save_pretrained(tmp_path / "model")
+    write_image_folder(tmp_path / "in1k" / "val", N_IMAGES, num_classes=N_LABELS, seed=3)
+    return tmp_path
+
+
+def _run(setup, probe, *extra):
+    argv = ["--model", str(setup / "model"), "--probe", str(setup / probe), "--data", str(setup / "in1k"),
+            "--results", str(setup / "results"), *COMMON, *extra]
+    assert in1k.main(argv) == 0
+    return load_runs(setup / "results", "in1k")
+
+
+def test_topk_correct_unit():
+    logits = torch.tensor([[0.0, 3.0, 2.0, 1.0], [5.0, 1.0, 0.0, 4.0]])
+    hit = in1k.topk_correct(logits, torch.tensor([2, 2]), ks=(1, 2, 5))
+    assert hit[1].tolist() == [False, False]
+    assert hit[2].tolist() == [True, False]
+    assert hit[5].tolist() == [True, True]  # k > C: every class is in the top k
+
+
+def test_rigged_probe_gives_known_topk(setup):
+    """A probe that ignores its input and ranks classes 2, 9, 1, 10, 11 first: top-1 = share of label 2,
+    top-5 = share of labels {1, 2} (labels are the sorted class-folder indices, 0..3)."""
+    bias = torch.full((N_CLASSES,), -10.0)
+    for rank, c in enumerate([2, 9, 1, 10, 11]):
+        bias[c] = 10.0 - rank
+    save_linear_probe(setup / "rigged", torch.zeros(N_CLASSES, TEACHER_DIM), bias)
+    df = _run(setup, "rigged", "--policy", "c2f", "--seed", "0", "--batch-size", "4", "--save-predictions")
+    labels = [i % N_LABELS for i in range(N_IMAGES)]  # write_image_folder: image i is class i % K
+    key = in1k.run_key(str(setup / "model"), "c2f", 64, 4, 0)
+    assert list(pd.read_csv(setup / "results" / "in1k" / f"{key}.csv").columns) == ["t", "top1", "top5"]
+    assert df.t.tolist() == [0, 1, 2]
+    assert df.top1.tolist() == pytest.approx([labels.count(2) / N_IMAGES] * 3)
+    assert df.top5.tolist() == pytest.approx([(labels.count(1) + labels.count(2)) / N_IMAGES] * 3)
+    assert key == "model-c2f-s64-c4-seed0" and is_complete(setup / "results", "in1k", key)
+    meta = read_meta(setup / "results" / "in1k" / f"{key}.json")
+    assert meta["extra"]["policy"] == "c2f" and meta["extra"]["num_glimpses"] == 3
+    assert meta["extra"]["canvas_grid"] == 4 and meta["extra"]["num_images"] == N_IMAGES
+    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.json").exists()
+    from safetensors.torch import load_file
+
+    pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))  # 3 batches joined
+    assert pr["positions"].tolist() == list(range(N_IMAGES)) and pr["labels"].tolist() == sorted(labels)  # path order
+    assert (pr["top5"][:, :, :5] == torch.tensor([2, 9, 1, 10, 11], dtype=torch.int16)).all()
+
+
+def test_topk_matches_a_per_timestep_hand_loop(setup):
+    """A random probe; the reference is a plain loop over the fused classifier with the same viewpoints."""
+    g = torch.Generator().manual_seed(5)
+    save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM, generator=g),
+                      torch.randn(N_CLASSES, generator=g) * 0.1)
+    df = _run(setup, "probe", "--policy", "r-iid", "--seed", "7", "--batch-size", str(N_IMAGES), "--save-predictions")
+
+    clf = CanViTForImageClassification.from_pretrained_with_probe(setup / "model", setup / "probe")
+    files = sorted((setup / "in1k" / "val").rglob("*.png"))
+    from PIL import Image
+
+    scenes = torch.stack([center_crop_transform(Image.open(f), 64) for f in files])
+    labels = torch.tensor([int(f.parent.name.split("_")[1]) for f in files])
+    pol = make_policy("r-iid", batch_size=N_IMAGES, num_glimpses=3, generator=in1k.batch_generator(7, 0))
+    with torch.inference_mode():
+        state = clf.init_state(N_IMAGES, 4)
+        top1, top5 = [], []
+        for t in range(3):
+            vp = pol.next(t)
+            out = clf(sample_at_viewpoint(scenes, vp, 32), state, vp)
+            state = out.state
+            rank = out.logits.argsort(-1, descending=True)
+            top1.append((rank[:, 0] == labels).float().mean().item())
+            top5.append((rank[:, :5] == labels[:, None]).any(-1).float().mean().item())
+    assert df.top1.tolist() == pytest.approx(top1)
+    assert df.top5.tolist() == pytest.approx(top5)
+    # per-image predictions: top-1 recomputed from them equals the table, and labels / order are kept
+    from safetensors.torch import load_file
+
+    key = in1k.run_key(str(setup / "model"), "r-iid", 64, 4, 7)
+    pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))
+    assert pr["top5"].shape == (N_IMAGES, 3, 5) and pr["top5"].dtype == torch.int16
+    assert pr["positions"].tolist() == list(range(N_IMAGES)) and torch.equal(pr["labels"], labels)
+    hits = (pr["top5"].long() == labels[:, None, None])
+    assert df.top1.tolist() == pytest.approx(hits[:, :, 0].float().mean(0).tolist())
+    assert df.top5.tolist() == pytest.approx(hits.any(-1).float().mean(0).tolist())
+    assert read_meta(setup / "results" / "in1k" / f"{key}.json")["extra"]["predictions"] == f"{key}.predictions.safetensors"
+    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.predictions").exists()
+    assert len(set(top5)) > 1 or len(set(top1)) > 1 or 0 < top5[0] < 1  # the metric is not degenerate
+
+
+def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
+    save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM), torch.zeros(N_CLASSES))
+    args = ["--policy", "f-iid", "--batch-size", "3"]
+    full = _run(setup, "probe", *args, "--key", "full")
+    seen = []
+    orig = in1k.in1k_step
+
+    def spy(clf, batch, **kw):
+        seen.append(batch.index)
+        return orig(clf, batch, **kw)
+
+    part = setup / "results" / ".partial" / "in1k" / "resumed.json"
+    # A job killed in batch 2 after checkpointing every batch, then restarted.
+    calls = []
+
+    def crash(clf, batch, **kw):
+        calls.append(batch.index)
+        if batch.index == 2:
+            raise KeyboardInterrupt
+        return orig(clf, batch, **kw)
+
+    in1k.in1k_step = crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(setup, "probe", *args, "--key", "resumed", "--checkpoint-every", "1")
+        assert part.is_file() and json.loads(part.read_text())["next_batch"] == 2
+        seen.clear()
+        in1k.in1k_step = spy
+        resumed = _run(setup, "probe", *args, "--key", "resumed")
+        assert seen == [2, 3]  # only the batches after the checkpoint ran
+    finally:
+        in1k.in1k_step = orig
+    a = full[full.run_key == "full"].reset_index(drop=True)
+    b = resumed[resumed.run_key == "resumed"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[["t", "top1", "top5"]], b[["t", "top1", "top5"]])
+    # complete run: skipped
+    assert in1k.main(["--model", str(setup / "model"), "--probe", str(setup / "probe"), "--data",
+                      str(setup / "in1k"), "--split", "val", "--results", str(setup / "results"), *COMMON,
+                      *args, "--key", "full"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_bad_arguments_name_the_flag(setup, capsys):
+    base = ["--model", str(setup / "model"), "--data", str(setup / "in1k"), "--results", str(setup / "r")]
+    with pytest.raises(SystemExit):
+        in1k.main([*base, "--policy", "c2f", "--glimpse-px", "30"])
+    assert "--glimpse-px must be a multiple" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        in1k.main([*base, "--policy", "c2f", "--glimpses", "0"])
+    assert "--glimpses must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        in1k.main([*base, "--policy", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        in1k.main(["--model", str(setup / "model"), "--data", str(setup / "missing"), "--policy", "c2f"])
+    assert "--data" in capsys.readouterr().err
+    save_linear_probe(setup / "p3", torch.zeros(3, TEACHER_DIM), torch.zeros(3))  # 3 classes < 4 folders
+    with pytest.raises(SystemExit):
+        in1k.main([*base, "--probe", str(setup / "p3"), "--split", "val", "--policy", "c2f"])
+    assert "has 4 classes but the probe predicts 3" in capsys.readouterr().err
+
+
+def test_hf_dataset_with_classlabel(setup):
+    """A `datasets` DatasetDict on disk (ClassLabel labels) instead of an ImageFolder."""
+    from canvit_data.synthetic import write_dataset
+
+    write_dataset(setup / "hf", 6, num_classes=3, splits=("validation",), with_labels=True, seed=2)
+    bias = torch.full((N_CLASSES,), -10.0)
+    bias[1] = 10.0
+    save_linear_probe(setup / "rigged1", torch.zeros(N_CLASSES, TEACHER_DIM), bias)
+    argv = ["--model", str(setup / "model"), "--probe", str(setup / "rigged1"), "--data", str(setup / "hf"),
+            "--split", "validation", "--results", str(setup / "res-hf"), "--policy", "rfs", "--batch-size", "4",
+            *COMMON]
+    assert in1k.main(argv) == 0
+    df = load_runs(setup / "res-hf", "in1k")
+    assert df.top1.tolist() == pytest.approx([2 / 6] * 3)  # labels i % 3: two of six are class 1

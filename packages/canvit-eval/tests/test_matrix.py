@@ -1,0 +1,114 @@
+"""`canvit-eval matrix`: the plan, sharding, and skipping complete runs while redoing incomplete ones."""
+
+import pandas as pd
+import pytest
+import torch
+from canvit_eval import matrix
+from canvit_results import is_complete, provenance, run_paths, write_run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _complete(root, kind, key):
+    write_run(root, kind, key, pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), provenance(config={}))
+
+
+def test_plan_covers_the_paper_matrix_breadth_first():
+    jobs = matrix.plan(matrix.MatrixConfig())
+    by_kind = {k: [j for j in jobs if j.kind == k] for k in matrix.KINDS}
+    # ADE20K: 3 configs x (4 stochastic policies x 10 seeds + 2 deterministic x 1)
+    assert len(by_kind["ade20k"]) == 3 * (4 * 10 + 2)
+    assert len(by_kind["ade20k-dinov3"]) == 2 * len(matrix.DINOV3_INPUT_PX)
+    assert len(by_kind["in1k"]) == 2 * (4 * 5 + 1)  # frozen + fine-tuned; rfs is deterministic
+    ft = [j for j in by_kind["in1k"] if j.key.startswith("canvitb16-add-vpe-finetune")]
+    assert len(ft) == 21 and all("--probe" not in j.argv for j in ft)
+    assert len(by_kind["reconstruction"]) == 12 * 5  # CanViT-B + the 11 ablations of Table 3
+    assert len({(j.kind, j.key) for j in jobs}) == len(jobs)
+    rounds = [j.round for j in jobs]
+    assert rounds == sorted(rounds)  # every configuration's first run before any second run
+    k = next(j for j in jobs if j.kind == "in1k" and j.key.endswith("-c2f-s512-c32-seed3"))
+    assert k.argv[:1] == ("in1k",) and "--probe" in k.argv and matrix.IN1K_PROBE in k.argv
+    assert any(j.key == "no-reads-seed4" for j in by_kind["reconstruction"])
+    assert any(j.key == "dinov3-vitb16-160px" for j in by_kind["ade20k-dinov3"])
+    assert all(j.gpu_s > matrix.STARTUP_S for j in jobs)
+    # a c64 ADE20K run costs more than a c32 one; an IN1k run more than an ADE20K one
+    c32 = next(j for j in by_kind["ade20k"] if "-s512-c32-" in j.key).gpu_s
+    c64 = next(j for j in by_kind["ade20k"] if "-s512-c64-" in j.key).gpu_s
+    assert c32 < c64 < by_kind["in1k"][0].gpu_s
+
+
+def test_shards_partition_the_plan():
+    jobs = matrix.plan(matrix.MatrixConfig())
+    shards = [matrix.shard(jobs, i, 7) for i in range(7)]
+    assert sorted(j.key for s in shards for j in s) == sorted(j.key for j in jobs)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, monkeypatch, capsys):
+    root = str(tmp_path / "res")
+    cfg = matrix.MatrixConfig(results=root, kinds=("in1k",), in1k_policies=("c2f", "rfs"), in1k_seeds=2, finetuned=None)
+    keys = [j.key for j in matrix.plan(cfg)]
+    assert len(keys) == 3
+    done, killed, fresh = keys
+    _complete(root, "in1k", done)
+    # a killed job: its table was written but not its sidecar
+    ref = run_paths(root, "in1k", killed)
+    ref.table_path.write_text("t,top1,top5\n0,0.1,0.2\n")
+    assert not is_complete(root, "in1k", killed)
+
+    ran = []
+
+    def fake_run(job, in_process=False):
+        ran.append(job.key)
+        assert "--results" in job.argv and root in job.argv
+        _complete(root, job.kind, job.key)
+        return 0
+
+    monkeypatch.setattr(matrix, "run_job", fake_run)
+    argv = ["--only", "in1k", "--in1k-policies", "c2f,rfs", "--in1k-seeds", "2", "--results", root, "--finetuned", ""]
+    assert matrix.main(argv) == 0
+    assert ran == [killed, fresh]
+    assert all(is_complete(root, "in1k", k) for k in keys)
+    out = capsys.readouterr().out
+    assert f"skip in1k/{done}" in out
+    ran.clear()
+    assert matrix.main(argv) == 0 and ran == []  # everything done: nothing reruns
+
+
+def test_failed_job_stops_unless_keep_going(tmp_path, monkeypatch):
+    root = str(tmp_path / "res")
+    ran = []
+
+    def failing(job, in_process=False):
+        ran.append(job.key)
+        return 3
+
+    monkeypatch.setattr(matrix, "run_job", failing)
+    argv = ["--only", "in1k", "--in1k-seeds", "1", "--results", root, "--finetuned", ""]
+    assert matrix.main(argv) == 1 and len(ran) == 1
+    ran.clear()
+    assert matrix.main([*argv, "--keep-going"]) == 1 and len(ran) == 5
+
+
+def test_dry_run_runs_nothing_and_prints_estimates(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(matrix, "run_job", lambda *a, **k: pytest.fail("dry run ran a job"))
+    assert matrix.main(["--dry-run", "--results", str(tmp_path), "--worker-index", "1", "--num-workers", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "worker 1 of 4" in out and "estimated GPU time" in out and "canvit-eval in1k --model" in out
+
+
+def test_bad_worker_index(capsys):
+    with pytest.raises(SystemExit):
+        matrix.main(["--worker-index", "4", "--num-workers", "4", "--dry-run"])
+    assert "--worker-index must be in [0, 4)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        matrix.main(["--only", "nope", "--dry-run"])
+    assert "--only" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""Reconstruction cosines: the definition on fixed tensors, and `canvit-eval reconstruction` end to end."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from canvit_data.synthetic import write_ade20k
+from canvit_eval import reconstruction as rec
+from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig
+from canvit_model.layers.heads import PositionStandardizer
+from canvit_results import is_complete, load_runs, read_meta
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _cos(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def test_cosines_equal_a_hand_computation():
+    # 2 positions, 2 dims; per-position statistics.
+    mean = [[1.0, -2.0], [0.5, 0.0]]
+    var = [[4.0, 1.0], [0.25, 9.0]]
+    cls_mean, cls_var = [[3.0, 1.0]], [[1.0, 16.0]]
+    pred = [[0.5, 1.0], [-1.0, 2.0]]
+    teacher = [[2.0, -1.0], [0.0, 7.0]]
+    pred_cls, teacher_cls = [0.25, -0.5], [4.0, -3.0]
+    ps, cs = PositionStandardizer(2, 2), PositionStandardizer(1, 2)
+    ps.mean.copy_(torch.tensor(mean)); ps.var.copy_(torch.tensor(var))
+    cs.mean.copy_(torch.tensor(cls_mean)); cs.var.copy_(torch.tensor(cls_var))
+
+    sd = lambda v: math.sqrt(v + 1e-6)
+    destd = [[pred[n][d] * sd(var[n][d]) + mean[n][d] for d in range(2)] for n in range(2)]
+    std_t = [[(teacher[n][d] - mean[n][d]) / sd(var[n][d]) for d in range(2)] for n in range(2)]
+    expect = {
+        "cos_patch_raw": (_cos(destd[0], teacher[0]) + _cos(destd[1], teacher[1])) / 2,
+        "cos_patch_std": (_cos(pred[0], std_t[0]) + _cos(pred[1], std_t[1])) / 2,
+        "cos_cls_raw": _cos([pred_cls[d] * sd(cls_var[0][d]) + cls_mean[0][d] for d in range(2)], teacher_cls),
+        "cos_cls_std": _cos(pred_cls, [(teacher_cls[d] - cls_mean[0][d]) / sd(cls_var[0][d]) for d in range(2)]),
+    }
+    got = rec.reconstruction_cosines(torch.tensor([pred]), torch.tensor([pred_cls]), torch.tensor([teacher]),
+                                     torch.tensor([teacher_cls]), ps, cs)
+    for k, v in expect.items():
+        assert got[k].shape == (1,)
+        assert got[k].item() == pytest.approx(v, abs=1e-6), k
+    # "raw" is not the mixed reading cos(standardized prediction, raw teacher)
+    mixed = (_cos(pred[0], teacher[0]) + _cos(pred[1], teacher[1])) / 2
+    assert abs(mixed - expect["cos_patch_raw"]) > 0.1
+
+
+def test_cosines_reject_shape_mismatch():
+    ps, cs = PositionStandardizer(4, 3), PositionStandardizer(1, 3)
+    with pytest.raises(ValueError, match="differ in shape"):
+        rec.reconstruction_cosines(torch.zeros(1, 4, 3), torch.zeros(1, 3), torch.zeros(1, 9, 3), torch.zeros(1, 3), ps, cs)
+
+
+def test_resolve_model_and_keys():
+    from canvit_model import PRESETS
+
+    assert rec.resolve_model("no-reads", None) == (PRESETS["no-reads"].hub_repo, "no-reads", "no-reads")
+    assert rec.resolve_model(PRESETS["vit-s"].hub_repo, None) == (PRESETS["vit-s"].hub_repo, "vit-s", "vit-s")
+    assert rec.resolve_model("runs/x", "no-vpe") == ("runs/x", "no-vpe", "no-vpe")
+    # Table 3's baseline is the ablation baseline; the flagship release gets its own key name
+    assert rec.resolve_model("canvitb16", None) == (rec.ABLATION_BASELINE, "canvitb16", "canvitb16")
+    assert rec.resolve_model(rec.ABLATION_BASELINE, None)[1:] == ("canvitb16", "canvitb16")
+    assert rec.resolve_model(PRESETS["canvitb16"].hub_repo, None)[1:] == ("canvitb16", "canvitb16-flagship")
+    with pytest.raises(ValueError, match="--preset"):
+        rec.resolve_model("runs/x", None)
+    with pytest.raises(ValueError, match="unknown"):
+        rec.resolve_model("runs/x", "nope")
+    assert rec.run_key("no-reads", 3) == "no-reads-seed3"
+
+
+def test_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))
+    torch.manual_seed(0)
+    cfg = CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2)
+    m = CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4)
+    with torch.no_grad():
+        for s in (m.teacher_patch_standardizer, m.teacher_cls_standardizer):
+            s.mean.normal_(); s.var.uniform_(0.5, 2); s.fitted.fill_(True)
+    m.save_pretrained(tmp_path / "model")
+    DINOv3(ViTConfig(dim=16, num_heads=2, depth=1)).save_pretrained(tmp_path / "teacher")
+    root = write_ade20k(tmp_path, 2, 5, seed=1)
+    argv = ["--model", str(tmp_path / "model"), "--preset", "no-reads", "--teacher", str(tmp_path / "teacher"),
+            "--data", str(root), "--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32",
+            "--glimpses", "4", "--batch-size", "2", "--num-workers", "0", "--no-progress", "--device", "cpu",
+            "--results", str(tmp_path / "res")]
+    assert rec.main(argv) == 0
+    assert is_complete(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")
+    table = pd.read_csv(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.csv")
+    assert list(table.columns) == ["t", *rec.METRICS] and table.t.tolist() == [0, 1, 2, 3]
+    assert ((table[list(rec.METRICS)].abs() <= 1).all().all())
+    meta = read_meta(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.json")
+    assert meta["extra"]["preset"] == "no-reads" and meta["extra"]["num_images"] == 5  # validation only
+    assert meta["extra"]["num_glimpses"] == 4 and meta["extra"]["seed"] == 0
+    assert len(load_runs(tmp_path / "res", "reconstruction")) == 4
+    # wrong grid for the statistics: a clear error
+    with pytest.raises(SystemExit):
+        rec.main([*argv, "--canvas-grid", "8", "--key", "other"])
+    assert "--canvas-grid 4" in capsys.readouterr().err
