@@ -77,10 +77,10 @@ def test_trained_probe_beats_chance_and_writes_the_results_kind(env, tmp_path):
     df = load_runs(tmp_path, "ade20k")
     assert list(df["t"]) == [0, 1, 2] and df["miou"].between(0, 1).all()
     chance = _chance_miou(env)
-    assert chance < 0.2
+    assert chance < 0.2, chance
     # Stated margin: after 200 CPU steps the probe's full-scene (t = 0) mIoU beats the best data-blind
-    # predictor by at least 0.2 absolute (observed ~0.45 vs ~0.12).
-    assert df["miou"].iloc[0] >= chance + 0.2
+    # predictor by at least 0.2 absolute (observed 0.50 vs 0.10).
+    assert df["miou"].iloc[0] >= chance + 0.2, (df["miou"].tolist(), chance)
     meta = read_meta(tmp_path / "ade20k" / "model-f-iid-s32-c8-seed0.json")
     for k, v in {"policy": "f-iid", "scene_size": 32, "canvas_grid": 8, "glimpse_px": 16, "num_glimpses": 3,
                  "seed": 0, "model": str(env["model"]), "probe": str(env["probe"])}.items():
