@@ -1,6 +1,7 @@
 """Semantic segmentation on the canvas: the ADE20K linear probe and the frozen CanViT + probe wrapper.
 
     from canvit_model import CanViTForSemanticSegmentation, Viewpoint, sample_at_viewpoint
+    from canvit_model.segmentation import upsample_logits
     seg = CanViTForSemanticSegmentation.from_pretrained_with_probe(
         "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02",
         "canvit/probe-ade20k-40k-s512-c32-in21k")
