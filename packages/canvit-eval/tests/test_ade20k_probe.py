@@ -233,3 +233,23 @@ def test_help_and_bad_arguments(env, capsys, monkeypatch):
         evaluate.main(["--probe", "p", "--data", "d", "--dinov3", "b"])
     with pytest.raises(SystemExit, match="multiple of the model's patch size 4"):
         evaluate.main(_eval_argv(env, "c2f", "unused", extra=["--glimpse-px", "18"]))
+
+
+def test_validation_and_best_val_selection(env, tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKBONES, "tiny", TINY)
+    argv = list(env["train_argv"])
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    argv[argv.index("--steps") + 1] = "4"
+    assert train_probe.main([*argv, "--val-every", "2", "--val-limit", "4", "--val-glimpses", "2",
+                             "--select", "best-val"]) == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if "val_miou" in r]
+    assert [r["step"] for r in vals] == [2, 4]
+    cfg = json.loads((tmp_path / "run" / "probe" / "config.json").read_text())
+    best = max(vals, key=lambda r: r["val_miou"])
+    assert cfg["training"]["best_val"] == [best["val_miou"], best["step"]] and cfg["training"]["step"] == best["step"]
+    a = load_file(tmp_path / "run" / "probe" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "best" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="--val-every"):
+        train_probe.main([*argv, "--select", "best-val"])
