@@ -105,13 +105,15 @@ def test_from_pretrained_with_probe_matches_the_parts(tiny_dirs):
     assert set(k.split(".")[0] for k in seg.state_dict()) == {"canvit", "probe"}
     scene = torch.randn(2, 3, 32, 32)
     vp = Viewpoint.full_scene(batch_size=2)
+    g = sample_at_viewpoint(scene, vp, 16)
     with torch.no_grad():
-        state = seg(sample_at_viewpoint(scene, vp, 16), seg.init_state(2, 4), vp).state
-        ref_state = model(sample_at_viewpoint(scene, vp, 16), model.init_state(2, 4), vp).state
-        logits = seg.logits(state.canvas)
+        logits, state = seg(g, seg.init_state(2, 4), vp)
+        ref_state = model(g, model.init_state(2, 4), vp).state
         ref = probe(model.canvit.canvas_patch_grid(ref_state.canvas))
-        up = seg.predict(state.canvas, target_size=(32, 32))
-    assert torch.equal(logits, ref) and logits.shape == (2, 5, 4, 4)
+        up, state2 = seg.predict(g, seg.init_state(2, 4), vp, target_size=(32, 32))
+    assert torch.equal(logits, ref) and logits.shape == (2, 5, 4, 4) and seg.num_classes == 5
+    assert torch.equal(state.canvas, ref_state.canvas) and torch.equal(state2.canvas, ref_state.canvas)
+    assert torch.equal(seg.logits(state.canvas), ref)
     assert up.shape == (2, 5, 32, 32)
     assert torch.allclose(up, torch.nn.functional.interpolate(ref, size=(32, 32), mode="bilinear", align_corners=False))
 

@@ -1,13 +1,18 @@
 """Semantic segmentation on the canvas: the ADE20K linear probe and the frozen CanViT + probe wrapper.
 
     from canvit_model import CanViTForSemanticSegmentation, Viewpoint, sample_at_viewpoint
+    from canvit_model.segmentation import upsample_logits
     seg = CanViTForSemanticSegmentation.from_pretrained_with_probe(
         "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02",
         "canvit/probe-ade20k-40k-s512-c32-in21k")
     state = seg.init_state(batch_size=1, canvas_grid_size=32)
     vp = Viewpoint.full_scene(batch_size=1)
-    state = seg(sample_at_viewpoint(scene, vp, 128), state, vp).state
-    labels = seg.predict(state.canvas, target_size=(512, 512)).argmax(1)   # [1, 512, 512], 0..149
+    glimpse = sample_at_viewpoint(scene, vp, 128)                # scene: [1, 3, 512, 512] normalized
+    logits, state = seg(glimpse, state, vp)                      # [1, 150, 32, 32] fp32, next state
+    # or, upsampled:  up, state = seg.predict(glimpse, state, vp, target_size=(512, 512))
+    labels = upsample_logits(logits, 512).argmax(1)              # [1, 512, 512], 0..149
+    seg.logits(state.canvas)                                     # decode any canvas
+(the inference surface of canvit-pytorch's class of the same name).
 
 `SegmentationProbe` (paper App. F.2.1; the published probe layout, config.json + model.safetensors):
     features [B, H, W, D] -> LayerNorm(D) (CanViT canvases only; DINOv3 features are already
@@ -169,20 +174,26 @@ class CanViTForSemanticSegmentation(nn.Module):
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         return self.canvit.init_state(batch_size=batch_size, canvas_grid_size=canvas_grid_size)
 
-    def forward(self, glimpse: torch.Tensor, state: RecurrentState, viewpoint: Viewpoint,
-                canvas_grid_size: int | None = None) -> CanViTOutput:
-        """One CanViT step (the probe is applied separately, to whichever canvas you choose)."""
-        return self.canvit(glimpse, state, viewpoint, canvas_grid_size)
+    @property
+    def num_classes(self) -> int:
+        return self.probe.num_classes
+
+    def forward(self, glimpse: torch.Tensor, state: RecurrentState, viewpoint: Viewpoint
+                ) -> tuple[torch.Tensor, RecurrentState]:
+        """One CanViT step, then the probe on the new canvas: (logits [B, C, G, G] fp32, next state)."""
+        out: CanViTOutput = self.canvit(glimpse, state, viewpoint)
+        return self.logits(out.state.canvas), out.state
 
     def logits(self, canvas: torch.Tensor) -> torch.Tensor:
         """Probe logits at canvas resolution: canvas [B, R + G*G, D_can] -> [B, C, G, G] float32."""
         return self.probe(self.canvit.canvas_patch_grid(canvas))
 
-    def predict(self, canvas: torch.Tensor, target_size: tuple[int, int] | int | None = None) -> torch.Tensor:
-        """Logits [B, C, H, W] bilinearly upsampled to `target_size` (canvas resolution if None); argmax
+    def predict(self, glimpse: torch.Tensor, state: RecurrentState, viewpoint: Viewpoint, *,
+                target_size: tuple[int, int] | int) -> tuple[torch.Tensor, RecurrentState]:
+        """`forward` with the logits bilinearly upsampled (align_corners=False) to `target_size`; argmax
         over dim 1 gives labels 0..C-1 (ADE20K: annotation value - 1)."""
-        out = self.logits(canvas)
-        return out if target_size is None else upsample_logits(out, target_size)
+        logits, state = self(glimpse, state, viewpoint)
+        return upsample_logits(logits, target_size), state
 
 
 def preprocess_labels(mask: Any, size: int | tuple[int, int] | None = None) -> torch.Tensor:

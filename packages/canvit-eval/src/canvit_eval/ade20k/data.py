@@ -4,8 +4,9 @@ Sources (`open_ade20k(spec, split)`):
 - a folder in the ADEChallengeData2016 layout (the folder itself or its parent):
   images/{training,validation}/*.jpg paired by file stem with annotations/{training,validation}/*.png;
 - anything `canvit_data.open_images` opens as a `datasets` dataset (a `save_to_disk` directory, parquet
-  files, or a hub id such as `scene_parse_150`) with an image column and a mask column (`annotation`
-  by default, as in scene_parse_150).
+  files, or a hub id with data files) with an image column and a mask column (`annotation` by default,
+  the column name of scene_parse_150; `datasets` >= 4 no longer runs loading scripts, so use a hub copy
+  stored as parquet, or the folder).
 Split names `train`/`training` and `val`/`validation` are interchangeable.
 Annotations hold 0 = "other" (ignored: 255) and 1..150 (labels 0..149), see `canvit_model.preprocess_labels`.
 

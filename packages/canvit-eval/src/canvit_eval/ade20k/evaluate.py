@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -30,7 +29,6 @@ from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
 from canvit_model.hub import write_safetensors
-from canvit_model.segmentation import ADE20K_NUM_CLASSES
 from canvit_results import is_complete, provenance, results_root, write_run
 
 from ..policies import DETERMINISTIC, POLICY_NAMES

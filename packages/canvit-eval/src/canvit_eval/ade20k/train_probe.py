@@ -283,18 +283,21 @@ def _loss(args, model, probe, scenes, labels, step, amp, dinov3) -> torch.Tensor
     targets = labels_to_grid(labels, args.canvas_grid)  # [B, G, G]
     pol = make_policy("r-iid", batch_size=scenes.shape[0], num_glimpses=args.glimpses,
                       generator=batch_generator(args.seed, step), device=scenes.device)
+    valid = (targets != IGNORE_INDEX).sum().clamp_min(1)  # the same at every timestep (no host sync)
     total = scenes.new_zeros((), dtype=torch.float32)
     for st in rollout(model, scenes, pol, num_glimpses=args.glimpses, canvas_grid=args.canvas_grid,
                       glimpse_px=args.glimpse_px, amp=amp):
         grid = model.canvit.canvas_patch_grid(st.state.canvas).clone()  # [B, G, G, D_can] fp32
-        total = total + _ce(probe(grid), targets)
+        total = total + _ce(probe(grid), targets, valid)
     return total / args.glimpses
 
 
-def _ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    valid = int((targets != IGNORE_INDEX).sum())
+def _ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over non-ignored pixels (0 when every pixel is ignored, instead of NaN)."""
+    if valid is None:
+        valid = (targets != IGNORE_INDEX).sum().clamp_min(1)
     loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss / max(valid, 1)
+    return loss / valid
 
 
 def _publish(probe: SegmentationProbe, directory: Path, args, config: dict, t0: float, device, step: int,
