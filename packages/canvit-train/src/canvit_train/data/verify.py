@@ -66,7 +66,15 @@ def _check_shard(root: Path, s: int, rec: dict[str, Any], m: Manifest, checksum:
     if any(not start <= p < end for p in failed):
         problems.append(f"{path}: failed positions {failed} fall outside [{start}, {end})")
     try:
-        check_shard_file(path, rec, checksum=checksum)
+        check_shard_file(path, rec, checksum=False)  # missing / truncated: nothing else to check
+    except ShardError as e:
+        return problems + [str(e)]
+    if checksum:
+        try:
+            check_shard_file(path, rec, checksum=True)
+        except ShardError as e:
+            problems.append(str(e))  # keep going: say what else is wrong (NaN, header, positions)
+    try:
         h = open_shard(path)
         keys = set(h.keys())
         if keys != {"patches", "cls", "position"}:
