@@ -102,6 +102,20 @@ def test_dataset_export_and_loader(run, capsys):
     with pytest.raises(ValueError, match="covers 20 images but the scene source"):
         FeatureShardLoader(out, data.scenes, batch_size=5, num_workers=0)
 
+    # --streaming: the stream's own order, same features per key
+    streamed = root / "feat-stream"
+    assert export.main(_export_args(data, data.dataset, streamed, root / "results") + ["--split", "train", "--streaming"]) == 0
+    s_order = SceneOrder.load(streamed)
+    assert s_order.keys == [f"row:{i}" for i in range(20)]
+    s0 = load_file(str(streamed / "shards" / "00000.safetensors"))
+    where = {k: p for p, k in enumerate(order.keys)}
+    mapped = {}
+    for s in range(3):
+        sh = load_file(str(out / "shards" / f"{s:05d}.safetensors"))
+        mapped.update({int(p): sh["patches"][i] for i, p in enumerate(sh["position"])})
+    for i in range(8):
+        torch.testing.assert_close(s0["patches"][i].float(), mapped[where[f"row:{i}"]].float(), rtol=2**-10, atol=1e-5)
+
 
 def test_dry_run_and_help(run, capsys):
     root, data = run
