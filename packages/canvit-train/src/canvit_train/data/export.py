@@ -113,21 +113,20 @@ def _check_resolution(resolution: int, patch: int) -> int:
     return resolution // patch
 
 
-class _ShardImages(torch.utils.data.Dataset):
-    """Positions [start, end) -> (scene or empty, position, failure reason or '')."""
+class _Images(torch.utils.data.Dataset):
+    """Global position -> (scene or empty, position, failure reason or '')."""
 
-    def __init__(self, source: Any, order: SceneOrder, start: int, end: int, resolution: int) -> None:
-        self.source, self.indices, self.keys = source, order.indices[start:end], order.keys[start:end]
-        self.start, self.resolution = start, resolution
+    def __init__(self, source: Any, order: SceneOrder, resolution: int) -> None:
+        self.source, self.indices, self.resolution = source, order.indices, resolution
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        x, reason = try_load_scene(self.source, int(self.indices[i]), self.resolution)
+    def __getitem__(self, p: int) -> tuple[torch.Tensor, int, str]:
+        x, reason = try_load_scene(self.source, int(self.indices[p]), self.resolution)
         if x is None:
-            return torch.zeros(0), self.start + i, reason or "unknown"
-        return x, self.start + i, ""
+            return torch.zeros(0), p, reason or "unknown"
+        return x, p, ""
 
 
 def _collate(items: list[tuple[torch.Tensor, int, str]]) -> list[tuple[torch.Tensor, int, str]]:
@@ -188,48 +187,89 @@ def _clean_partial(out: Path, shard: int) -> None:
     shard_path(out, shard).unlink(missing_ok=True)
 
 
-def export_shard(cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shard: int,
-                 bar: Any = None) -> dict[str, Any]:
-    """Compute, write and record one shard. Batches depend only on the shard, so bytes are reproducible."""
+class _ShardBuffer:
+    """One shard's rows as they arrive: preallocated float16 [shard_size, G², D] (no concatenation copy)."""
+
+    def __init__(self, shard: int, start: int, end: int, grid: int, dim: int) -> None:
+        self.shard, self.start, self.end = shard, start, end
+        self.patches = torch.empty(end - start, grid * grid, dim, dtype=torch.float16)
+        self.cls = torch.empty(end - start, dim, dtype=torch.float16)
+        self.positions: list[int] = []
+        self.failed: list[dict[str, Any]] = []
+        self.seen = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, patches: torch.Tensor, cls: torch.Tensor, positions: list[int]) -> None:
+        n, r = len(positions), len(self.positions)
+        self.patches[r : r + n] = patches.to(torch.float16).cpu()
+        self.cls[r : r + n] = cls.to(torch.float16).cpu()
+        self.positions += positions
+
+    @property
+    def done(self) -> bool:
+        return self.seen == self.end - self.start
+
+
+def _write_shard(cfg: ExportConfig, buf: _ShardBuffer) -> dict[str, Any]:
+    """Write the shard file atomically, then its record (whose presence marks the shard complete)."""
     out = Path(cfg.out)
-    t0 = time.perf_counter()
-    start, end = shard_range(shard, cfg.shard_size, len(order))
-    ds = _ShardImages(source, order, start, end, cfg.resolution)
-    dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.loader_workers,
-                                     collate_fn=_collate, pin_memory=torch.device(cfg.device).type == "cuda")
-    patches, cls, positions, failed = [], [], [], []
-    for items in dl:
-        ok = [it for it in items if not it[2]]
-        for _, p, reason in items:
-            if reason:
-                failed.append({"position": p, "key": order.key(p), "reason": reason})
-        if ok:
-            scenes = torch.stack([x for x, _, _ in ok]).to(cfg.device, non_blocking=True)
-            pt, ct = teacher_targets(teacher, scenes)
-            patches.append(pt.to(torch.float16).cpu())
-            cls.append(ct.to(torch.float16).cpu())
-            positions += [p for _, p, _ in ok]
-        if bar is not None:
-            bar.update(len(items))
-    g, d = teacher_shape_of(teacher, cfg.resolution)
-    p_all = torch.cat(patches) if patches else torch.zeros(0, g * g, d, dtype=torch.float16)
-    c_all = torch.cat(cls) if cls else torch.zeros(0, d, dtype=torch.float16)
-    pos = torch.tensor(positions, dtype=torch.int64)
-    path = shard_path(out, shard)
-    meta = {"format": FORMAT, "shard": str(shard), "start": str(start), "end": str(end),
+    rows = len(buf.positions)
+    path = shard_path(out, buf.shard)
+    meta = {"format": FORMAT, "shard": str(buf.shard), "start": str(buf.start), "end": str(buf.end),
             "teacher": cfg.teacher, "resolution": str(cfg.resolution)}
-    write_shard(path, p_all, c_all, pos, meta)
+    write_shard(path, buf.patches[:rows], buf.cls[:rows], torch.tensor(buf.positions, dtype=torch.int64), meta)
     record = {
-        "shard": shard, "file": f"{SHARD_DIR}/{path.name}", "start": start, "end": end, "rows": len(positions),
-        "bytes": path.stat().st_size, "sha256": sha256_file(path), "failed": failed,
-        "seconds": round(time.perf_counter() - t0, 3), "worker": f"{cfg.worker_index}/{cfg.num_workers}",
+        "shard": buf.shard, "file": f"{SHARD_DIR}/{path.name}", "start": buf.start, "end": buf.end, "rows": rows,
+        "bytes": path.stat().st_size, "sha256": sha256_file(path), "failed": buf.failed,
+        "seconds": round(time.perf_counter() - buf.t0, 3), "worker": f"{cfg.worker_index}/{cfg.num_workers}",
     }
-    write_json(record_path(out, shard), record)  # last: its presence marks the shard complete
+    write_json(record_path(out, buf.shard), record)
     return record
 
 
-def teacher_shape_of(teacher: Any, resolution: int) -> tuple[int, int]:
-    return resolution // teacher.cfg.patch_size, teacher.cfg.dim
+def export_shards(cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shards: list[int],
+                  bar: Any = None) -> list[dict[str, Any]]:
+    """Compute and write `shards`. One DataLoader streams all of them (decoding runs ahead across shard
+    boundaries); a batch never spans two shards, so every shard's batches, hence its bytes, depend
+    only on the shard. Each finished shard is written by a background thread while the next computes."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    grid, dim = cfg.resolution // teacher.cfg.patch_size, teacher.cfg.dim
+    ranges = {s: shard_range(s, cfg.shard_size, len(order)) for s in shards}
+    batches: list[list[int]] = []  # global positions, never across a shard boundary
+    for s in shards:
+        first, end = ranges[s]
+        batches += [list(range(b, min(b + cfg.batch_size, end))) for b in range(first, end, cfg.batch_size)]
+    dl = torch.utils.data.DataLoader(_Images(source, order, cfg.resolution), batch_sampler=batches,
+                                     num_workers=cfg.loader_workers, collate_fn=_collate,
+                                     pin_memory=torch.device(cfg.device).type == "cuda")
+    records: list[dict[str, Any]] = []
+    pending: Future | None = None
+    buf: _ShardBuffer | None = None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        try:
+            for items in dl:
+                p0 = items[0][1]
+                if buf is None:
+                    s = p0 // cfg.shard_size
+                    buf = _ShardBuffer(s, *ranges[s], grid, dim)
+                ok = [it for it in items if not it[2]]
+                buf.failed += [{"position": p, "key": order.key(p), "reason": r} for _, p, r in items if r]
+                if ok:
+                    scenes = torch.stack([x for x, _, _ in ok]).to(cfg.device, non_blocking=True)
+                    pt, ct = teacher_targets(teacher, scenes)
+                    buf.add(pt, ct, [p for _, p, _ in ok])
+                buf.seen += len(items)
+                if bar is not None:
+                    bar.update(len(items))
+                if buf.done:
+                    if pending is not None:
+                        records.append(pending.result())
+                    pending, buf = writer.submit(_write_shard, cfg, buf), None
+        finally:
+            if pending is not None:  # a finished shard is worth keeping even if the next one failed
+                records.append(pending.result())
+    return records
 
 
 def export_features(cfg: ExportConfig) -> Manifest:
@@ -250,10 +290,10 @@ def export_features(cfg: ExportConfig) -> Manifest:
 
     bar = tqdm(total=int(total), unit="img", desc=f"export w{cfg.worker_index}", disable=not cfg.progress,
                dynamic_ncols=True, smoothing=0.05)
+    for s in todo:
+        _clean_partial(out, s)
     try:
-        for s in todo:
-            _clean_partial(out, s)
-            export_shard(cfg, teacher, source, order, s, bar)
+        export_shards(cfg, teacher, source, order, todo, bar)
     finally:
         bar.close()
     manifest = merge_manifest(out)
