@@ -116,3 +116,14 @@ def test_corrupt_shards_are_named_by_verify_and_loader(ref, capsys):
     bad.unlink()
     assert verify.main([str(out)]) == 1
     assert f"{bad}: missing" in capsys.readouterr().err
+
+
+def test_worker_split_defaults_to_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    cfg = export_mod.ExportConfig(teacher="t", scenes="s", out="o", device="cpu")
+    assert (cfg.num_workers, cfg.worker_index) == (4, 3)
+    with pytest.raises(ValueError, match="--worker-index=4 must be in \\[0, --num-workers=4\\)"):
+        export_mod.ExportConfig(teacher="t", scenes="s", out="o", device="cpu", worker_index=4)
+    with pytest.raises(ValueError, match="--shard-size=0 must be an int >= 1"):
+        export_mod.ExportConfig(teacher="t", scenes="s", out="o", device="cpu", shard_size=0)
