@@ -46,9 +46,18 @@ def bench_export(tmp: Path, args: argparse.Namespace) -> float:
     write_jpegs(scenes, args.export_images, seed=1)
     torch.manual_seed(0)
     DINOv3(args.arch).save_pretrained(tmp / "teacher")
-    cfg = ExportConfig(teacher=str(tmp / "teacher"), scenes=str(scenes), out=str(tmp / "export"),
-                       shard_size=args.export_images, resolution=args.resolution, batch_size=args.export_batch,
-                       device="cpu", loader_workers=args.num_workers, results=None, progress=False)
+    cfg = ExportConfig(
+        teacher=str(tmp / "teacher"),
+        scenes=str(scenes),
+        out=str(tmp / "export"),
+        shard_size=args.export_images,
+        resolution=args.resolution,
+        batch_size=args.export_batch,
+        device="cpu",
+        loader_workers=args.num_workers,
+        results=None,
+        progress=False,
+    )
     t0 = time.perf_counter()
     m = export_features(cfg)
     dt = time.perf_counter() - t0
@@ -60,26 +69,67 @@ def write_fake_export(root: Path, scenes: Path, shard_size: int, resolution: int
     """A ViT-B-shaped export (random float16 targets) over `scenes`, in the real layout."""
     from canvit_data import open_images
     from canvit_train.data.scenes import SceneOrder
-    from canvit_train.data.shards import (EXPORT_FILE, FORMAT, SHARD_DIR, merge_manifest, num_shards, record_path,
-                                          sha256_file, shard_path, shard_range, write_json, write_shard)
+    from canvit_train.data.shards import (
+        EXPORT_FILE,
+        FORMAT,
+        SHARD_DIR,
+        merge_manifest,
+        num_shards,
+        record_path,
+        sha256_file,
+        shard_path,
+        shard_range,
+        write_json,
+        write_shard,
+    )
 
     src = open_images(scenes)
     (root / SHARD_DIR).mkdir(parents=True)
-    write_json(root / EXPORT_FILE, {"format": FORMAT, "teacher": "random", "scenes": str(scenes), "split": None,
-                                    "image_column": None, "resolution": resolution, "grid": grid, "dim": dim,
-                                    "dtype": "float16", "shard_size": shard_size, "seed": 0,
-                                    "num_images": len(src)})
+    write_json(
+        root / EXPORT_FILE,
+        {
+            "format": FORMAT,
+            "teacher": "random",
+            "scenes": str(scenes),
+            "split": None,
+            "image_column": None,
+            "resolution": resolution,
+            "grid": grid,
+            "dim": dim,
+            "dtype": "float16",
+            "shard_size": shard_size,
+            "seed": 0,
+            "num_images": len(src),
+        },
+    )
     SceneOrder.from_source(src, 0).save(root)
     g = torch.Generator().manual_seed(0)
     for s in range(num_shards(len(src), shard_size)):
         a, b = shard_range(s, shard_size, len(src))
         n = b - a
         path = shard_path(root, s)
-        write_shard(path, torch.randn(n, grid * grid, dim, generator=g).half(), torch.randn(n, dim, generator=g).half(),
-                    torch.arange(a, b, dtype=torch.int64), {"format": FORMAT})
-        write_json(record_path(root, s), {"shard": s, "file": f"{SHARD_DIR}/{path.name}", "start": a, "end": b,
-                                          "rows": n, "bytes": path.stat().st_size, "sha256": sha256_file(path),
-                                          "failed": [], "seconds": 0.0, "worker": "0/1"})
+        write_shard(
+            path,
+            torch.randn(n, grid * grid, dim, generator=g).half(),
+            torch.randn(n, dim, generator=g).half(),
+            torch.arange(a, b, dtype=torch.int64),
+            {"format": FORMAT},
+        )
+        write_json(
+            record_path(root, s),
+            {
+                "shard": s,
+                "file": f"{SHARD_DIR}/{path.name}",
+                "start": a,
+                "end": b,
+                "rows": n,
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "failed": [],
+                "seconds": 0.0,
+                "worker": "0/1",
+            },
+        )
     merge_manifest(root)
 
 
@@ -118,15 +168,21 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-"))
     try:
-        print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, load avg {os.getloadavg()[0]:.1f}")
+        print(
+            f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, load avg {os.getloadavg()[0]:.1f}"
+        )
         if not args.skip_export:
             ips = bench_export(tmp, args)
-            print(f"export  {args.arch} @ {args.resolution}px, batch {args.export_batch}, {args.num_workers} decode "
-                  f"workers, {args.export_images} images: {ips:.2f} images/s")
+            print(
+                f"export  {args.arch} @ {args.resolution}px, batch {args.export_batch}, {args.num_workers} decode "
+                f"workers, {args.export_images} images: {ips:.2f} images/s"
+            )
         bps, sps = bench_loader(tmp, args)
-        print(f"loader  batch 64 @ {args.resolution}px, {args.num_workers} workers, {args.loader_batches} batches after "
-              f"{args.warmup} warm-up: {bps:.2f} batches/s ({sps:.0f} scenes/s)")
+        print(
+            f"loader  batch 64 @ {args.resolution}px, {args.num_workers} workers, {args.loader_batches} batches after "
+            f"{args.warmup} warm-up: {bps:.2f} batches/s ({sps:.0f} scenes/s)"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

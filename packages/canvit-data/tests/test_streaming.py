@@ -1,5 +1,4 @@
 import pytest
-
 from canvit_data import ImageDecodeError, StreamingSource, open_images, open_streaming_images
 from canvit_data.synthetic import write_dataset
 

@@ -6,7 +6,6 @@ import struct
 
 import pytest
 import torch
-
 from canvit_train.data import export as export_mod
 from canvit_train.data import verify
 from canvit_train.data.loader import FeatureShardLoader

@@ -4,14 +4,13 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from canvit_model import CanViTConfig, CanViTForPretraining
 from canvit_model.layers.heads import PositionStandardizer
 from canvit_train.data import export, standardizers, verify
 from canvit_train.data.loader import FeatureShardLoader
 from canvit_train.data.scenes import SceneOrder
 from canvit_train.data.smoke import make_smoke_data
+from safetensors.torch import load_file
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +22,29 @@ def run(tmp_path_factory):
 
 
 def _export_args(data, scenes, out, results):
-    return ["--teacher", str(data.teacher), "--scenes", str(scenes), "--out", str(out), "--shard-size", "8",
-            "--resolution", "32", "--batch-size", "4", "--device", "cpu", "--loader-workers", "0",
-            "--results", str(results), "--seed", "3", "--no-progress"]
+    return [
+        "--teacher",
+        str(data.teacher),
+        "--scenes",
+        str(scenes),
+        "--out",
+        str(out),
+        "--shard-size",
+        "8",
+        "--resolution",
+        "32",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--loader-workers",
+        "0",
+        "--results",
+        str(results),
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
 
 
 def test_folder_export_verify_standardizers_loader(run, capsys):
@@ -70,7 +89,9 @@ def test_folder_export_verify_standardizers_loader(run, capsys):
     assert stats["patch_mean"].dtype == torch.float32 and stats["patch_mean"].shape == (4, 32)
     torch.testing.assert_close(stats["patch_mean"], ref.mean, rtol=0, atol=1e-6)
     torch.testing.assert_close(stats["patch_var"], ref.var, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(stats["cls_var"], c10.double().var(0, unbiased=False)[None].float(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        stats["cls_var"], c10.double().var(0, unbiased=False)[None].float(), rtol=1e-6, atol=1e-7
+    )
     model = CanViTForPretraining(CanViTConfig(backbone_name="vits16"), teacher_dim=32, teacher_patch_grid=2)
     standardizers.apply_standardizers(model, stats)
     z = model.teacher_patch_standardizer.standardize(p10.float())
@@ -104,7 +125,10 @@ def test_dataset_export_and_loader(run, capsys):
 
     # --streaming: the stream's own order, same features per key
     streamed = root / "feat-stream"
-    assert export.main(_export_args(data, data.dataset, streamed, root / "results") + ["--split", "train", "--streaming"]) == 0
+    assert (
+        export.main(_export_args(data, data.dataset, streamed, root / "results") + ["--split", "train", "--streaming"])
+        == 0
+    )
     s_order = SceneOrder.load(streamed)
     assert s_order.keys == [f"row:{i}" for i in range(20)]
     s0 = load_file(str(streamed / "shards" / "00000.safetensors"))
@@ -119,8 +143,22 @@ def test_dataset_export_and_loader(run, capsys):
 
 def test_dry_run_and_help(run, capsys):
     root, data = run
-    assert export.main(["--teacher", str(data.teacher), "--scenes", str(data.scenes), "--out", str(root / "dry"),
-                        "--resolution", "32", "--dry-run"]) == 0
+    assert (
+        export.main(
+            [
+                "--teacher",
+                str(data.teacher),
+                "--scenes",
+                str(data.scenes),
+                "--out",
+                str(root / "dry"),
+                "--resolution",
+                "32",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "(21 images)" in out and "per image:  328 B" in out and "13.2M images" in out
     assert not (root / "dry").exists()
@@ -129,6 +167,19 @@ def test_dry_run_and_help(run, capsys):
     with pytest.raises(SystemExit):
         export.main(["--help"])
     assert "torchrun" in capsys.readouterr().out
-    assert export.main(["--teacher", str(data.teacher), "--scenes", str(data.scenes), "--out", str(root / "x"),
-                        "--resolution", "40"]) == 2
+    assert (
+        export.main(
+            [
+                "--teacher",
+                str(data.teacher),
+                "--scenes",
+                str(data.scenes),
+                "--out",
+                str(root / "x"),
+                "--resolution",
+                "40",
+            ]
+        )
+        == 2
+    )
     assert "multiple of the teacher's patch size 16" in capsys.readouterr().err

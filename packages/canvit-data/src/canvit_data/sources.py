@@ -324,7 +324,9 @@ class StreamingSource(ImageSource):
             try:
                 self._row = next(self._it)
             except StopIteration:
-                raise IndexError(f"{self.name} ended at row {self._next}, before the expected {self.num_rows} rows") from None
+                raise IndexError(
+                    f"{self.name} ended at row {self._next}, before the expected {self.num_rows} rows"
+                ) from None
             self._next += 1
         assert self._row is not None
         return self._row

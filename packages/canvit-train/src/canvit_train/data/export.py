@@ -46,8 +46,20 @@ from .shards import (
 from .teacher import DEFAULT_TEACHER, load_teacher, teacher_targets
 
 IN21K_IMAGES = 13_200_000  # the paper's ImageNet-21k count, for the storage estimate
-IDENTITY = ("format", "teacher", "scenes", "split", "image_column", "resolution", "grid", "dim", "dtype",
-            "shard_size", "seed", "num_images")
+IDENTITY = (
+    "format",
+    "teacher",
+    "scenes",
+    "split",
+    "image_column",
+    "resolution",
+    "grid",
+    "dim",
+    "dtype",
+    "shard_size",
+    "seed",
+    "num_images",
+)
 
 
 @dataclass
@@ -88,7 +100,8 @@ class ExportConfig:
 def teacher_shape(teacher: str) -> tuple[int, int]:
     """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run."""
     from canvit_model.dinov3 import config_from_hf
-    from canvit_model.hub import CONFIG_NAME, read_json as read_cfg, resolve_files
+    from canvit_model.hub import CONFIG_NAME, resolve_files
+    from canvit_model.hub import read_json as read_cfg
 
     cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
     return cfg.patch_size, cfg.dim
@@ -138,9 +151,18 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     out = Path(cfg.out)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     identity = {
-        "format": FORMAT, "teacher": cfg.teacher, "scenes": str(cfg.scenes), "split": cfg.split,
-        "image_column": cfg.image_column, "resolution": cfg.resolution, "grid": grid, "dim": dim,
-        "dtype": "float16", "shard_size": cfg.shard_size, "seed": cfg.seed, "num_images": len(source),
+        "format": FORMAT,
+        "teacher": cfg.teacher,
+        "scenes": str(cfg.scenes),
+        "split": cfg.split,
+        "image_column": cfg.image_column,
+        "resolution": cfg.resolution,
+        "grid": grid,
+        "dim": dim,
+        "dtype": "float16",
+        "shard_size": cfg.shard_size,
+        "seed": cfg.seed,
+        "num_images": len(source),
     }
     path = out / EXPORT_FILE
     if path.is_file():
@@ -155,15 +177,23 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     else:
         from canvit_results.provenance import code_version
 
-        write_json(path, {**identity, "code": code_version(Path(__file__)),
-                          "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_json(
+            path,
+            {
+                **identity,
+                "code": code_version(Path(__file__)),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
     order = SceneOrder.identity(source) if cfg.streaming else SceneOrder.from_source(source, cfg.seed)
     opath = out / ORDER_FILE
     if opath.is_file():
         stored = SceneOrder.load(opath)
         if not stored.equals(order):
-            raise ValueError(f"{opath} does not match the order of {cfg.scenes!r} with --seed {cfg.seed}: "
-                             "the scene source changed since the export started")
+            raise ValueError(
+                f"{opath} does not match the order of {cfg.scenes!r} with --seed {cfg.seed}: "
+                "the scene source changed since the export started"
+            )
     else:
         order.save(opath)
     return order
@@ -215,20 +245,34 @@ def _write_shard(cfg: ExportConfig, buf: _ShardBuffer) -> dict[str, Any]:
     out = Path(cfg.out)
     rows = len(buf.positions)
     path = shard_path(out, buf.shard)
-    meta = {"format": FORMAT, "shard": str(buf.shard), "start": str(buf.start), "end": str(buf.end),
-            "teacher": cfg.teacher, "resolution": str(cfg.resolution)}
+    meta = {
+        "format": FORMAT,
+        "shard": str(buf.shard),
+        "start": str(buf.start),
+        "end": str(buf.end),
+        "teacher": cfg.teacher,
+        "resolution": str(cfg.resolution),
+    }
     write_shard(path, buf.patches[:rows], buf.cls[:rows], torch.tensor(buf.positions, dtype=torch.int64), meta)
     record = {
-        "shard": buf.shard, "file": f"{SHARD_DIR}/{path.name}", "start": buf.start, "end": buf.end, "rows": rows,
-        "bytes": path.stat().st_size, "sha256": sha256_file(path), "failed": buf.failed,
-        "seconds": round(time.perf_counter() - buf.t0, 3), "worker": f"{cfg.worker_index}/{cfg.num_workers}",
+        "shard": buf.shard,
+        "file": f"{SHARD_DIR}/{path.name}",
+        "start": buf.start,
+        "end": buf.end,
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "failed": buf.failed,
+        "seconds": round(time.perf_counter() - buf.t0, 3),
+        "worker": f"{cfg.worker_index}/{cfg.num_workers}",
     }
     write_json(record_path(out, buf.shard), record)
     return record
 
 
-def export_shards(cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shards: list[int],
-                  bar: Any = None) -> list[dict[str, Any]]:
+def export_shards(
+    cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shards: list[int], bar: Any = None
+) -> list[dict[str, Any]]:
     """Compute and write `shards`. One DataLoader streams all of them (decoding runs ahead across shard
     boundaries); a batch never spans two shards, so every shard's batches, hence its bytes, depend
     only on the shard. Each finished shard is written by a background thread while the next computes."""
@@ -240,9 +284,13 @@ def export_shards(cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrde
     for s in shards:
         first, end = ranges[s]
         batches += [list(range(b, min(b + cfg.batch_size, end))) for b in range(first, end, cfg.batch_size)]
-    dl = torch.utils.data.DataLoader(_Images(source, order, cfg.resolution), batch_sampler=batches,
-                                     num_workers=cfg.loader_workers, collate_fn=_collate,
-                                     pin_memory=torch.device(cfg.device).type == "cuda")
+    dl = torch.utils.data.DataLoader(
+        _Images(source, order, cfg.resolution),
+        batch_sampler=batches,
+        num_workers=cfg.loader_workers,
+        collate_fn=_collate,
+        pin_memory=torch.device(cfg.device).type == "cuda",
+    )
     records: list[dict[str, Any]] = []
     pending: Future | None = None
     buf: _ShardBuffer | None = None
@@ -283,13 +331,22 @@ def export_features(cfg: ExportConfig) -> Manifest:
     mine = [s for s in range(n) if s % cfg.num_workers == cfg.worker_index]
     todo = [s for s in mine if not _shard_done(out, s)]
     total = sum(e - b for b, e in (shard_range(s, cfg.shard_size, len(order)) for s in todo))
-    print(f"export: {len(order)} images, {n} shards of {cfg.shard_size}; worker {cfg.worker_index}/{cfg.num_workers} "
-          f"owns {len(mine)}, {len(mine) - len(todo)} already complete, {len(todo)} to do ({total} images) "
-          f"on {cfg.device}", file=sys.stderr)
+    print(
+        f"export: {len(order)} images, {n} shards of {cfg.shard_size}; worker {cfg.worker_index}/{cfg.num_workers} "
+        f"owns {len(mine)}, {len(mine) - len(todo)} already complete, {len(todo)} to do ({total} images) "
+        f"on {cfg.device}",
+        file=sys.stderr,
+    )
     from tqdm import tqdm
 
-    bar = tqdm(total=int(total), unit="img", desc=f"export w{cfg.worker_index}", disable=not cfg.progress,
-               dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(
+        total=int(total),
+        unit="img",
+        desc=f"export w{cfg.worker_index}",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
     for s in todo:
         _clean_partial(out, s)
     try:
@@ -306,7 +363,6 @@ def _record_results(cfg: ExportConfig, manifest: Manifest) -> None:
     if not cfg.results:
         return
     import pandas as pd
-
     from canvit_results import RunExistsError, is_complete, provenance, write_run
 
     name = lambda s: re.sub(r"[^A-Za-z0-9._=+-]+", "_", str(s).strip("/")).strip("._") or "x"  # noqa: E731
@@ -314,13 +370,30 @@ def _record_results(cfg: ExportConfig, manifest: Manifest) -> None:
     if is_complete(cfg.results, "teacher-export", key):
         return
     recs = [manifest.records[s] for s in sorted(manifest.records)]
-    table = pd.DataFrame({"shard": [r["shard"] for r in recs], "rows": [r["rows"] for r in recs],
-                          "seconds": [r["seconds"] for r in recs]})
-    prov = provenance(config=asdict(cfg), seed=cfg.seed, checkpoint=cfg.teacher, device=cfg.device,
-                      wall_time_s=float(table["seconds"].sum()), num_failed=len(manifest.failed))
+    table = pd.DataFrame(
+        {
+            "shard": [r["shard"] for r in recs],
+            "rows": [r["rows"] for r in recs],
+            "seconds": [r["seconds"] for r in recs],
+        }
+    )
+    prov = provenance(
+        config=asdict(cfg),
+        seed=cfg.seed,
+        checkpoint=cfg.teacher,
+        device=cfg.device,
+        wall_time_s=float(table["seconds"].sum()),
+        num_failed=len(manifest.failed),
+    )
     try:
-        write_run(cfg.results, "teacher-export", key, table, prov,
-                  extra={"teacher": cfg.teacher, "resolution": cfg.resolution, "out": str(Path(cfg.out).resolve())})
+        write_run(
+            cfg.results,
+            "teacher-export",
+            key,
+            table,
+            prov,
+            extra={"teacher": cfg.teacher, "resolution": cfg.resolution, "out": str(Path(cfg.out).resolve())},
+        )
     except RunExistsError:  # another worker finished at the same moment
         pass
 
@@ -334,7 +407,8 @@ def dry_run(cfg: ExportConfig) -> str:
     lines = [
         f"scenes:     {cfg.scenes} ({n} images)",
         f"teacher:    {cfg.teacher} (patch {patch}, dim {dim}); resolution {cfg.resolution} -> grid {grid}x{grid}",
-        f"per image:  {human(per)} ({per} bytes: float16 patches [{grid * grid}, {dim}] + float16 cls [{dim}] + int64 position)",
+        f"per image:  {human(per)} ({per} bytes: float16 patches [{grid * grid}, {dim}] + float16 cls [{dim}]"
+        " + int64 position)",
         f"per shard:  {human(per * cfg.shard_size)} ({cfg.shard_size} images)",
         f"total:      {human(per * n)} in {num_shards(n, cfg.shard_size)} shards",
         f"for {IN21K_IMAGES / 1e6:.1f}M images (ImageNet-21k): {human(per * IN21K_IMAGES)} "
@@ -356,20 +430,34 @@ EXAMPLE = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="canvit-train export-teacher-features", description=__doc__.split("\n\n")[0],
-                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default=DEFAULT_TEACHER, help="hub id or local directory (transformers DINOv3 layout); default %(default)s")
-    ap.add_argument("--scenes", required=True, help="image folder (recursive) or Hugging Face dataset (hub id or local directory)")
+    ap = argparse.ArgumentParser(
+        prog="canvit-train export-teacher-features",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--teacher",
+        default=DEFAULT_TEACHER,
+        help="hub id or local directory (transformers DINOv3 layout); default %(default)s",
+    )
+    ap.add_argument(
+        "--scenes", required=True, help="image folder (recursive) or Hugging Face dataset (hub id or local directory)"
+    )
     ap.add_argument("--out", required=True, help="export directory (shards, order.parquet, manifest.json)")
     ap.add_argument("--split", default=None, help="dataset split (datasets only)")
     ap.add_argument("--image-column", default=None, help="dataset image column (default: auto-detected)")
-    ap.add_argument("--streaming", action="store_true", help="stream a hub dataset (no permutation: the stream's own order)")
+    ap.add_argument(
+        "--streaming", action="store_true", help="stream a hub dataset (no permutation: the stream's own order)"
+    )
     ap.add_argument("--shard-size", type=int, default=4096)
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto", help="cuda, cuda:N, cpu; default: cuda:$LOCAL_RANK when available")
     ap.add_argument("--seed", type=int, default=0, help="seed of the global permutation")
-    ap.add_argument("--num-workers", type=int, default=None, help="export processes sharing the work (default $WORLD_SIZE or 1)")
+    ap.add_argument(
+        "--num-workers", type=int, default=None, help="export processes sharing the work (default $WORLD_SIZE or 1)"
+    )
     ap.add_argument("--worker-index", type=int, default=None, help="this process's index (default $RANK or 0)")
     ap.add_argument("--loader-workers", type=int, default=4, help="image-decoding processes per export process")
     ap.add_argument("--results", default="results", help="results store for the export's provenance ('' to skip)")
@@ -382,11 +470,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = ExportConfig(
-            teacher=args.teacher, scenes=args.scenes, out=args.out, shard_size=args.shard_size,
-            resolution=args.resolution, batch_size=args.batch_size, device=args.device, seed=args.seed,
-            split=args.split, image_column=args.image_column, streaming=args.streaming,
-            num_workers=args.num_workers, worker_index=args.worker_index, loader_workers=args.loader_workers,
-            results=args.results or None, progress=not args.no_progress,
+            teacher=args.teacher,
+            scenes=args.scenes,
+            out=args.out,
+            shard_size=args.shard_size,
+            resolution=args.resolution,
+            batch_size=args.batch_size,
+            device=args.device,
+            seed=args.seed,
+            split=args.split,
+            image_column=args.image_column,
+            streaming=args.streaming,
+            num_workers=args.num_workers,
+            worker_index=args.worker_index,
+            loader_workers=args.loader_workers,
+            results=args.results or None,
+            progress=not args.no_progress,
         )
         if args.dry_run:
             print(dry_run(cfg))
@@ -396,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"canvit-train export-teacher-features: error: {e}", file=sys.stderr)
         return 2
     state = "complete" if m.complete else f"{len(m.missing_shards)} shards still missing (other workers?)"
-    print(f"{m.root}: {len(m.records)}/{m.num_shards} shards, {m.num_rows} rows, {len(m.failed)} failed images; {state}")
+    print(
+        f"{m.root}: {len(m.records)}/{m.num_shards} shards, {m.num_rows} rows, {len(m.failed)} failed images; {state}"
+    )
     return 0
 
 

@@ -58,8 +58,10 @@ def _check_shard(root: Path, s: int, rec: dict[str, Any], m: Manifest, checksum:
     start, end = shard_range(s, m.shard_size, m.num_images)
     problems = []
     if (rec.get("start"), rec.get("end")) != (start, end):
-        problems.append(f"{path}: record covers positions [{rec.get('start')}, {rec.get('end')}) but shard {s} "
-                        f"must cover [{start}, {end})")
+        problems.append(
+            f"{path}: record covers positions [{rec.get('start')}, {rec.get('end')}) but shard {s} "
+            f"must cover [{start}, {end})"
+        )
     failed = sorted(f["position"] for f in rec.get("failed", []))
     if rec.get("rows", -1) + len(failed) != end - start:
         problems.append(f"{path}: {rec.get('rows')} rows + {len(failed)} failed images != {end - start} positions")
@@ -98,8 +100,9 @@ def _check_shard(root: Path, s: int, rec: dict[str, Any], m: Manifest, checksum:
     return problems
 
 
-def _recompute(root: Path, m: Manifest, k: int, teacher: str, device: str, seed: int, atol: float,
-               scenes: str | None) -> tuple[dict[str, Any], list[str]]:
+def _recompute(
+    root: Path, m: Manifest, k: int, teacher: str, device: str, seed: int, atol: float, scenes: str | None
+) -> tuple[dict[str, Any], list[str]]:
     exp = m.export
     source = open_scenes(scenes or exp["scenes"], split=exp.get("split"), image_column=exp.get("image_column"))
     order = SceneOrder.load(root / ORDER_FILE)
@@ -123,18 +126,35 @@ def _recompute(root: Path, m: Manifest, k: int, teacher: str, device: str, seed:
         pt, ct = teacher_targets(model, x[None].to(device))
         errs_p.append(float((pt.float().cpu() - stored_p).abs().max()))
         errs_c.append(float((ct.float().cpu() - stored_c).abs().max()))
-    rep = {"images": len(errs_p), "positions": picks.tolist(), "max_abs_err_patches": max(errs_p, default=0.0),
-           "max_abs_err_cls": max(errs_c, default=0.0), "atol": atol}
+    rep = {
+        "images": len(errs_p),
+        "positions": picks.tolist(),
+        "max_abs_err_patches": max(errs_p, default=0.0),
+        "max_abs_err_cls": max(errs_c, default=0.0),
+        "atol": atol,
+    }
     worst = max(rep["max_abs_err_patches"], rep["max_abs_err_cls"])
     if worst > atol:
-        problems.append(f"{root}: recomputed features differ from the stored ones by up to {worst:.4g} "
-                        f"(> --atol {atol}); wrong teacher, resolution or scenes?")
+        problems.append(
+            f"{root}: recomputed features differ from the stored ones by up to {worst:.4g} "
+            f"(> --atol {atol}); wrong teacher, resolution or scenes?"
+        )
     return rep, problems
 
 
-def verify_features(root: str | Path, *, checksum: bool = True, recompute: int = 0, teacher: str | None = None,
-                    device: str = "cpu", seed: int = 0, atol: float = 0.05, scenes: str | None = None,
-                    chunk: int = 256, progress: bool = False) -> VerifyReport:
+def verify_features(
+    root: str | Path,
+    *,
+    checksum: bool = True,
+    recompute: int = 0,
+    teacher: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    atol: float = 0.05,
+    scenes: str | None = None,
+    chunk: int = 256,
+    progress: bool = False,
+) -> VerifyReport:
     root = Path(root)
     rep = VerifyReport(root)
     if not (root / EXPORT_FILE).is_file():
@@ -193,30 +213,53 @@ EXAMPLE = """examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="canvit-train verify-features", description=__doc__.split("\n\n")[0],
-                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="canvit-train verify-features",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("dir", help="export directory")
     ap.add_argument("--recompute", type=int, default=0, metavar="K", help="recompute K random images with --teacher")
     ap.add_argument("--teacher", default=None, help="hub id or directory (for --recompute)")
-    ap.add_argument("--scenes", default=None, help="scene source, if it moved since the export (default: export.json's)")
+    ap.add_argument(
+        "--scenes", default=None, help="scene source, if it moved since the export (default: export.json's)"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--atol", type=float, default=0.05,
-                    help="max abs error allowed by --recompute (float16 storage + bf16 export; default %(default)s)")
+    ap.add_argument(
+        "--atol",
+        type=float,
+        default=0.05,
+        help="max abs error allowed by --recompute (float16 storage + bf16 export; default %(default)s)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="which images --recompute picks")
     ap.add_argument("--no-checksum", action="store_true", help="skip sha256 (sizes, headers and NaN still checked)")
     args = ap.parse_args(argv)
     if args.recompute < 0:
         ap.error(f"--recompute={args.recompute} must be >= 0")
-    rep = verify_features(args.dir, checksum=not args.no_checksum, recompute=args.recompute, teacher=args.teacher,
-                          device=args.device, seed=args.seed, atol=args.atol, scenes=args.scenes, progress=True)
+    rep = verify_features(
+        args.dir,
+        checksum=not args.no_checksum,
+        recompute=args.recompute,
+        teacher=args.teacher,
+        device=args.device,
+        seed=args.seed,
+        atol=args.atol,
+        scenes=args.scenes,
+        progress=True,
+    )
     if rep.recompute:
         r = rep.recompute
-        print(f"recompute: {r['images']} images, max abs error patches {r['max_abs_err_patches']:.3g}, "
-              f"cls {r['max_abs_err_cls']:.3g} (atol {r['atol']})")
+        print(
+            f"recompute: {r['images']} images, max abs error patches {r['max_abs_err_patches']:.3g}, "
+            f"cls {r['max_abs_err_cls']:.3g} (atol {r['atol']})"
+        )
     for p in rep.problems:
         print(f"PROBLEM {p}", file=sys.stderr)
     if rep.ok:
-        print(f"{rep.root}: OK - {rep.shards_checked} shards, {rep.rows} rows, {rep.failed_images} failed images recorded")
+        print(
+            f"{rep.root}: OK - {rep.shards_checked} shards, {rep.rows} rows, {rep.failed_images} failed images recorded"
+        )
         return 0
     print(f"{rep.root}: {len(rep.problems)} problem(s)", file=sys.stderr)
     return 1
