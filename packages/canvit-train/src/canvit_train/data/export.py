@@ -98,12 +98,20 @@ class ExportConfig:
 
 
 def teacher_shape(teacher: str) -> tuple[int, int]:
-    """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run."""
-    from canvit_model.dinov3 import config_from_hf
+    """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run. The released
+    DINOv3 hub ids are known offline."""
+    from canvit_model.config import backbone_config
+    from canvit_model.dinov3 import HUB_REPOS, config_from_hf
     from canvit_model.hub import CONFIG_NAME, resolve_files
     from canvit_model.hub import read_json as read_cfg
 
-    cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+    try:
+        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+    except OSError:
+        known = {repo: name for name, repo in HUB_REPOS.items()}
+        if teacher not in known:
+            raise
+        cfg = backbone_config(known[teacher])
     return cfg.patch_size, cfg.dim
 
 
@@ -491,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run(cfg))
             return 0
         m = export_features(cfg)
-    except (ValueError, FileNotFoundError, ShardError) as e:
+    except (ValueError, OSError) as e:  # ShardError is a ValueError
         print(f"canvit-train export-teacher-features: error: {e}", file=sys.stderr)
         return 2
     state = "complete" if m.complete else f"{len(m.missing_shards)} shards still missing (other workers?)"

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 "eps": "1e-6 (added inside the sqrt by the model)",
             },
         )
-    except (ValueError, FileNotFoundError, ShardError) as e:
+    except (ValueError, OSError) as e:  # ShardError is a ValueError
         print(f"canvit-train compute-standardizers: error: {e}", file=sys.stderr)
         return 2
     g = stats["patch_mean"].shape
