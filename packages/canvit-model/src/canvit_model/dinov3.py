@@ -36,6 +36,8 @@ from .geometry import grid_coords_hw
 from .hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    check_load_options,
+    json_int,
     load_checked,
     read_json,
     read_safetensors,
@@ -209,7 +211,7 @@ class DINOv3(ViT):
         else:
             files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], **hub)
             hf_cfg = read_json(files[CONFIG_NAME])
-            vit_cfg, num_registers = config_from_hf(hf_cfg)
+            vit_cfg, num_registers = config_from_hf(hf_cfg, source=os.fspath(files[CONFIG_NAME]))
             if config is not None:
                 vit_cfg = backbone_config(config) if isinstance(config, str) else config
             model = cls(vit_cfg, num_registers)
@@ -253,39 +255,60 @@ def make_vit_config(
     return cfg
 
 
-def config_from_hf(c: dict[str, Any]) -> tuple[ViTConfig, int]:
-    """(ViTConfig, number of registers) from a transformers DINOv3ViTConfig dict (config.json)."""
+def _json_float(c: dict[str, Any], key: str, default: Any, source: str) -> float:
+    v = c.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise TypeError(f"{source}: {key} must be a positive number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _json_bool(c: dict[str, Any], key: str, default: bool, source: str) -> bool:
+    v = c.get(key, default)
+    if not isinstance(v, bool):
+        raise TypeError(f"{source}: {key} must be true or false, got {v!r} ({type(v).__name__})")
+    return v
+
+
+def config_from_hf(c: dict[str, Any], source: str = "config.json") -> tuple[ViTConfig, int]:
+    """(ViTConfig, number of registers) from a transformers DINOv3ViTConfig dict (config.json).
+
+    Every field used is type-checked; errors name `source` (the file) and the field.
+    """
     if c.get("model_type", "dinov3_vit") != "dinov3_vit":
-        raise ValueError(f"config.json has model_type={c.get('model_type')!r}; expected 'dinov3_vit'")
+        raise ValueError(f"{source} has model_type={c.get('model_type')!r}; expected 'dinov3_vit'")
     required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
     missing = [k for k in required if k not in c]
     if missing:
-        raise ValueError(f"config.json lacks required DINOv3 fields {missing}")
-    gated = bool(c.get("use_gated_mlp", False))
+        raise ValueError(f"{source} lacks required DINOv3 fields {missing}")
+    gated = _json_bool(c, "use_gated_mlp", False, source)
     act = c.get("hidden_act", "silu" if gated else "gelu")
     if (gated and act != "silu") or (not gated and act != "gelu"):
         raise ValueError(
-            f"hidden_act={act!r} with use_gated_mlp={gated} is not supported (DINOv3 uses gelu MLPs or silu SwiGLU)"
+            f"{source}: hidden_act={act!r} with use_gated_mlp={gated} is not supported "
+            "(DINOv3 uses gelu MLPs or silu SwiGLU)"
         )
     for flag in ("proj_bias", "mlp_bias"):
-        if not c.get(flag, True):
-            raise ValueError(f"{flag}=false is not supported (every released DINOv3 ViT has these biases)")
-    if int(c.get("num_channels", 3)) != 3:
-        raise ValueError(f"num_channels={c['num_channels']} is not supported (RGB only)")
+        if not _json_bool(c, flag, True, source):
+            raise ValueError(f"{source}: {flag}=false is not supported (every released DINOv3 ViT has these biases)")
+    if json_int(c, "num_channels", source, default=3) != 3:
+        raise ValueError(f"{source}: num_channels={c['num_channels']} is not supported (RGB only)")
     patch = c.get("patch_size", 16)
     if isinstance(patch, (list, tuple)):
-        if len(set(patch)) != 1:
-            raise ValueError(f"non-square patch_size={patch} is not supported")
+        if len(patch) != 2 or len(set(patch)) != 1:
+            raise ValueError(f"{source}: non-square patch_size={patch} is not supported")
         patch = patch[0]
+    patch = json_int({"patch_size": patch}, "patch_size", source)
     rope_base = c.get("rope_theta")
     if rope_base is None:  # newer transformers may nest it in rope_parameters
         rope_base = (c.get("rope_parameters") or {}).get("rope_theta", 100.0)
     cfg = make_vit_config(
-        dim=int(c["hidden_size"]), num_heads=int(c["num_attention_heads"]), depth=int(c["num_hidden_layers"]),
-        ffn_hidden=int(c["intermediate_size"]), mlp="swiglu" if gated else "gelu", patch_size=int(patch),
-        rope_base=float(rope_base), norm_eps=float(c.get("layer_norm_eps", 1e-5)),
+        dim=json_int(c, "hidden_size", source), num_heads=json_int(c, "num_attention_heads", source),
+        depth=json_int(c, "num_hidden_layers", source), ffn_hidden=json_int(c, "intermediate_size", source),
+        mlp="swiglu" if gated else "gelu", patch_size=patch,
+        rope_base=_json_float({"rope_theta": rope_base}, "rope_theta", 100.0, source),
+        norm_eps=_json_float(c, "layer_norm_eps", 1e-5, source),
     )
-    return cfg, int(c.get("num_register_tokens", 0))
+    return cfg, json_int(c, "num_register_tokens", source, default=0, minimum=0)
 
 
 def hf_config(cfg: ViTConfig, num_registers: int) -> dict[str, Any]:
