@@ -10,6 +10,7 @@ from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .presets import PRESETS, Preset, preset
 from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
+from .preprocess import imagenet_denormalize
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "Viewpoint",
     "center_crop_transform",
     "grid_coords",
+    "imagenet_denormalize",
     "preset",
     "quadtree_tiles",
     "quadtree_viewpoint",

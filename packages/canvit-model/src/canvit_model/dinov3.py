@@ -46,6 +46,7 @@ from .hub import (
 )
 from .layers.rope import Rope, rope_periods
 from .layers.vit import ViT
+from .preprocess import check_normalized
 
 NUM_REGISTERS = 4
 
@@ -81,6 +82,10 @@ class DINOv3(ViT):
     def __init__(self, cfg: ViTConfig | str = "vitb16", num_registers: int = NUM_REGISTERS) -> None:
         if isinstance(cfg, str):
             cfg = backbone_config(cfg)
+        if not isinstance(cfg, ViTConfig):
+            raise TypeError(f"cfg must be a ViTConfig or a backbone name {sorted(BACKBONES)}, got {type(cfg).__name__}")
+        if isinstance(num_registers, bool) or not isinstance(num_registers, int):
+            raise TypeError(f"num_registers must be an int >= 0, got {num_registers!r}")
         super().__init__(cfg)
         if num_registers < 0:
             raise ValueError(f"num_registers={num_registers} must be >= 0")
@@ -119,10 +124,18 @@ class DINOv3(ViT):
         positions = grid_coords_hw(h, w, device=device).reshape(h * w, 2)
         return self.rope(positions, self.num_prefix)
 
+    @classmethod
+    def from_preset(cls, name: str) -> DINOv3:
+        """A randomly initialised DINOv3 of a registry backbone ("vits16", "vits16plus", "vitb16", ...)."""
+        return cls(name)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        if images is None:
+            raise TypeError("images must be a normalized [B, 3, H, W] float tensor, got None")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be a [B, 3, H, W] tensor, got {type(images).__name__} "
                              f"{list(images.shape) if isinstance(images, torch.Tensor) else ''}")
+        check_normalized(images, "images")
         b, _, height, width = images.shape
         h, w = self.grid_size(height, width)
         x = self.patch_embed(images.to(self.patch_embed.proj.weight.dtype))  # [B, h*w, D]
@@ -166,17 +179,23 @@ class DINOv3(ViT):
     @classmethod
     def from_pretrained(
         cls,
-        repo_or_dir: str | os.PathLike[str],
+        path_or_id: str | os.PathLike[str],
         *,
-        filename: str | None = None,
-        config: ViTConfig | str | None = None,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
-        map_location: str | torch.device = "cpu",
+        filename: str | None = None,
+        config: ViTConfig | str | None = None,
     ) -> DINOv3:
-        """Load from a hub repo id, a local directory or a local official `.pth` file.
+        """Load from a hub repo id, a local directory or a local official `.pth` file, in eval mode.
+
+        map_location: device for the weights. dtype: cast every floating weight (None keeps the stored
+        dtype). revision / token / cache_dir / local_files_only: as huggingface_hub's `hf_hub_download`.
+        filename: an official `.pth` inside a hub repo / directory. config: the architecture of an
+        official `.pth` (a ViTConfig or a name in BACKBONES) when it cannot be inferred from the shapes.
 
         - Hugging Face layout (config.json + model.safetensors, transformers key names): a hub repo such
           as "facebook/dinov3-vitb16-pretrain-lvd1689m" or a directory written by `save_pretrained`
@@ -189,6 +208,10 @@ class DINOv3(ViT):
         (`hf auth login`, or the HF_TOKEN environment variable, or `token=`). The token is never logged
         or stored.
         """
+        device, dtype = check_load_options(map_location, dtype)
+        if config is not None and not isinstance(config, (ViTConfig, str)):
+            raise TypeError(f"config must be a ViTConfig, a backbone name or None, got {type(config).__name__}")
+        repo_or_dir = path_or_id
         hub = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
         local = Path(os.fspath(repo_or_dir)).expanduser()
         source = os.fspath(repo_or_dir)
@@ -217,12 +240,28 @@ class DINOv3(ViT):
             model = cls(vit_cfg, num_registers)
             state = state_dict_from_hf(read_safetensors(files[WEIGHTS_NAME]), vit_cfg, num_registers, source)
             load_checked(model, state, source=f"{source} (Hugging Face layout)")
-        return model.to(map_location).eval()
+        return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """Write the Hugging Face layout (config.json + model.safetensors, transformers 4.x key names),
         loadable by `DINOv3.from_pretrained` and by transformers' `DINOv3ViTModel.from_pretrained`."""
         return save_atomic(save_directory, hf_config(self.cfg, self.num_registers), hf_state_dict(self))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, create_pr=create_pr)
 
 
 # -- Hugging Face (transformers) layout -------------------------------------------------------------
