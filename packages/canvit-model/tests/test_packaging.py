@@ -67,7 +67,7 @@ def _scripts() -> set[str]:
 
 
 def _package_names() -> set[str]:
-    names = {"canvit-pytorch"}  # the authors' package, named as such
+    names = {"canvit-pytorch", "canvit-data"}  # the authors' package; canvit-data (a library, no command)
     for pp in (ROOT / "packages").glob("*/pyproject.toml"):
         names.add(tomllib.loads(pp.read_text())["project"]["name"])
     return names
