@@ -20,6 +20,8 @@ SCENE_TOLERANCE = 1e-4
 
 def grid_coords(n: int, *, device: torch.device | str | None = None) -> torch.Tensor:
     """Cell centres of an n x n grid tiling [-1, 1]^2: [n, n, 2] with [..., 0] = y, [..., 1] = x."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"grid size n must be an int >= 1, got {n!r}")
     if n < 1:
         raise ValueError(f"grid size n={n} must be >= 1")
     c = ((torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n) * 2 - 1
@@ -89,6 +91,8 @@ class Viewpoint:
         cls, *, batch_size: int, device: torch.device | str | None = None
     ) -> Viewpoint:
         """The zoomed-out viewpoint (0, 0, 1) that sees the whole scene."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         return cls(
