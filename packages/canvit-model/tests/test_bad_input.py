@@ -246,3 +246,13 @@ def test_from_pretrained_dtype_and_map_location(ckpt, model):
     assert all(p.dtype == torch.bfloat16 for p in m.parameters())
     m32 = CanViTForPretraining.from_pretrained(ckpt, dtype="float32")
     assert all(torch.equal(a, b) for a, b in zip(m32.state_dict().values(), model.state_dict().values()))
+
+
+def test_out_of_scene_viewpoints_run_through_the_model(model):
+    g = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    vp = Viewpoint(centers=torch.tensor([[0.9, -0.9], [4.0, 0.0]]), scales=torch.tensor([0.5, 2.0]))
+    scene = torch.randn(2, 3, 64, 64)
+    glimpse = sample_at_viewpoint(scene, vp, 32)
+    with torch.no_grad():
+        out = model(glimpse, model.init_state(batch_size=2, canvas_grid_size=4), vp)
+    assert torch.isfinite(out.state.canvas).all() and torch.isfinite(out.vpe).all()
