@@ -13,6 +13,7 @@ The canvas is [canvas registers, G x G spatial tokens]; G is free at run time. T
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,11 @@ class CanViTOutput:
 
 def _check_int(value: Any, name: str, minimum: int = 1) -> int:
     """A Python int >= minimum (bools are refused: `True` is not a grid size)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_config(cfg: Any) -> CanViTConfig:
@@ -125,8 +126,8 @@ class CanViT(nn.Module):
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         """A fresh canvas (registers + one learned patch broadcast to G x G) and the initial CLS."""
-        _check_int(batch_size, "batch_size")
-        _check_int(canvas_grid_size, "canvas_grid_size")
+        batch_size = _check_int(batch_size, "batch_size")
+        canvas_grid_size = _check_int(canvas_grid_size, "canvas_grid_size")
         n = canvas_grid_size**2
         regs = self.init_canvas_registers.expand(batch_size, -1, -1)
         patches = self.init_canvas_patch.expand(batch_size, n, -1)
@@ -294,8 +295,8 @@ class CanViTForPretraining(nn.Module):
     ) -> None:
         super().__init__()
         cfg = _check_config(canvit_config)
-        _check_int(teacher_dim, "teacher_dim")
-        _check_int(teacher_patch_grid, "teacher_patch_grid")
+        teacher_dim = _check_int(teacher_dim, "teacher_dim")
+        teacher_patch_grid = _check_int(teacher_patch_grid, "teacher_patch_grid")
         self.canvit_config = cfg
         self.teacher_dim = teacher_dim
         self.teacher_patch_grid = teacher_patch_grid

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import numpy as np
 
 MlpKind = Literal["gelu", "swiglu"]
 CanvasProjections = Literal["asymmetric", "qkvo"]
@@ -33,13 +36,15 @@ def check_field_types(obj: Any) -> None:
             if not isinstance(v, str) or v not in valid:
                 raise ValueError(f"{where} must be one of {list(valid)}, got {v!r}")
         elif t is bool:
-            if not isinstance(v, bool):
+            if not isinstance(v, (bool, np.bool_)):
                 raise TypeError(f"{where} must be a bool (true/false), got {v!r} ({type(v).__name__})")
+            object.__setattr__(obj, f.name, bool(v))
         elif t is int:
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise TypeError(f"{where} must be an int, got {v!r} ({type(v).__name__})")
+            object.__setattr__(obj, f.name, int(v))  # numpy integers become plain ints
         elif t is float:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise TypeError(f"{where} must be a number, got {v!r} ({type(v).__name__})")
             if not math.isfinite(v):
                 raise ValueError(f"{where} must be finite, got {v!r}")
