@@ -1,10 +1,12 @@
 """CPU per-glimpse latency: our canvit_model.CanViT-B vs the authors' canvit-pytorch, same weights, same process.
 
-Needs an environment with both packages (canvit-pytorch requires Python >= 3.12), e.g.:
+Needs an environment with both packages (canvit-pytorch requires Python >= 3.12), e.g. from the
+repository root:
 
-    uv pip install -p /work/oracle/venv02 --no-deps -e packages/canvit-model
-    /work/oracle/venv02/bin/python benchmarks/bench_vs_reference.py                  # 512/32^2 + 1024/64^2, 1 and 2 threads
-    /work/oracle/venv02/bin/python benchmarks/bench_vs_reference.py --scenes 512 --threads 1 --repeats 10
+    python3.12 -m venv .venv-ref && .venv-ref/bin/pip install canvit-pytorch==0.2.1
+    .venv-ref/bin/pip install --no-deps -e packages/canvit-model
+    .venv-ref/bin/python benchmarks/bench_vs_reference.py                  # 512/32^2 + 1024/64^2, 1 and 2 threads
+    .venv-ref/bin/python benchmarks/bench_vs_reference.py --scenes 512 --threads 1 --repeats 10
 
 What is timed is the paper's latency call (Appendix I / pipeline-notes 2.8): batch 1, fp32, eager,
 torch.inference_mode, `init_state(1, scene/16)` + one forward of a 128 px full-scene glimpse. Both

@@ -60,3 +60,78 @@ def test_plan_is_seeded_and_covers_the_grid():
 def test_rejects_bad_scene(capsys):
     with pytest.raises(SystemExit):
         latency.main(["--scenes", "100", "--dry-run"])
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--glimpse-px", "100"], "--glimpse-px must be a positive multiple"),
+        (["--glimpse-px", "0"], "--glimpse-px"),
+        (["--budget-s", "-1"], "--budget-s"),
+        (["--budget-s", "inf"], "--budget-s"),
+        (["--budget-s", "nan"], "--budget-s"),
+        (["--warmup", "-1"], "--warmup must be >= 0"),
+        (["--passes", "0"], "--passes must be >= 1"),
+        (["--min-iters", "0"], "--min-iters"),
+        (["--min-iters", "5", "--max-iters", "2"], "--max-iters (2) must be >= --min-iters (5)"),
+        (["--scenes", "100"], "--scenes"),
+        (["--threads", "two"], "--threads"),
+        (["--key", "a/b"], "--key"),
+    ],
+)
+def test_every_argument_is_validated_with_one_clear_message(argv, needle, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        latency.main([*argv, "--results", str(tmp_path), "--dry-run"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not any(tmp_path.iterdir())  # no work, nothing written
+
+
+def test_out_must_be_writable_and_ours(tmp_path, capsys):
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(SystemExit):
+        latency.main(["--out", str(tmp_path / "dir.csv"), "--dry-run"])
+    assert "is a directory" in capsys.readouterr().err
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit):
+        latency.main(["--out", str(other), "--dry-run"])
+    assert "expected the canvit-latency columns" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit):
+        latency.main(["--out", str(blocker / "sub" / "lat.csv"), "--dry-run"])
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_an_estimate(tmp_path, capsys):
+    assert latency.main(["--results", str(tmp_path), "--key", "k", "--budget-s", "10", "--threads", "1",
+                         "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  canvit-b") == 4 and out.count("  dinov3-b") == 4
+    # 8 configurations x (10 s budget + 6 s start-up + 3 warm-ups x 0.5 s) = 140 s
+    assert "estimated duration: about 2 min for 8 configurations" in out
+    assert str(tmp_path / "latency" / "k.csv") in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_default_goes_to_the_results_store_not_the_source_tree(tmp_path, monkeypatch):
+    from canvit_results import is_complete, load_runs, read_meta
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--models", "dinov3-b", "--scenes", "32", "--threads", "1", "--budget-s", "0", "--min-iters", "2",
+            "--warmup", "0", "--key", "test-run"]
+    assert latency.main(argv) == 0
+    assert is_complete(tmp_path / "results", "latency", "test-run")
+    df = load_runs(tmp_path / "results", "latency")
+    assert len(df) == 2 and set(latency.COLUMNS) <= set(df.columns)
+    with open(tmp_path / "results" / "latency" / "test-run.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["glimpse_px"] == "" and rows[0]["scene_px"] == "32" and rows[0]["model"] == "dinov3-b"
+    meta = read_meta(tmp_path / "results" / "latency" / "test-run.json")
+    assert meta["extra"]["machine"] == latency.cpu_name() and meta["provenance"]["seed"] == 42
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    assert latency.main(argv) == 0  # complete: nothing re-run, nothing changed
+    assert is_complete(tmp_path / "results", "latency", "test-run")

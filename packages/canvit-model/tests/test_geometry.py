@@ -40,17 +40,64 @@ def test_works_for_non_square_scenes_and_keeps_dtype():
     assert g.shape == (1, 3, 16, 16) and g.dtype == torch.float64
 
 
-@pytest.mark.parametrize("scale", [0.0, -0.1, 1.5, math.nan])
+@pytest.mark.parametrize("scale", [0.0, -0.1, math.nan, math.inf])
 def test_bad_scales_are_rejected(scale):
     with pytest.raises(ValueError, match="scales"):
         Viewpoint(centers=torch.zeros(1, 2), scales=torch.tensor([scale]))
 
 
-def test_crop_leaving_the_scene_is_rejected_but_border_tiles_pass():
-    with pytest.raises(ValueError, match=r"leaves the scene.*\|center\| \+ scale <= 1"):
-        Viewpoint(centers=torch.tensor([[0.9, 0.0]]), scales=torch.tensor([0.5]))
-    # quadtree tiles touch the border exactly (up to float rounding)
-    Viewpoint(centers=torch.tensor([[0.75, -0.75]]), scales=torch.tensor([0.25]))
+def test_non_finite_centres_are_rejected():
+    with pytest.raises(ValueError, match="centers must be finite"):
+        Viewpoint(centers=torch.tensor([[math.nan, 0.0]]), scales=torch.ones(1))
+
+
+def test_crops_leaving_the_scene_are_accepted_and_flagged():
+    # canvit-pytorch accepts them (user policies, RL agents); in_scene() tells them apart
+    vp = Viewpoint(
+        centers=torch.tensor([[0.9, 0.0], [0.75, -0.75], [0.0, 0.0], [3.0, 3.0]]),
+        scales=torch.tensor([0.5, 0.25, 1.5, 0.5]),
+    )
+    assert vp.in_scene().tolist() == [False, True, False, False]  # border tiles pass (float rounding)
+
+
+def test_out_of_scene_sampling_is_zero_padding_hand_checked():
+    # 4x4 scene of ones; a 2 px glimpse of the crop centred on the top-left corner, scale 0.5.
+    # Crop spans y, x in [-1.5, -0.5]: its two cell centres per axis are -1.25 (outside) and -0.75
+    # (pixel-centre of row/col 0 at -0.75 in a 4 px scene: inside). grid_sample(zeros, align_corners=False):
+    # outside -> 0, inside -> 1; so the glimpse is [[0, 0], [0, 1]].
+    img = torch.ones(1, 1, 4, 4)
+    vp = Viewpoint(centers=torch.tensor([[-1.0, -1.0]]), scales=torch.tensor([0.5]))
+    g = sample_at_viewpoint(spatial=img, viewpoint=vp, glimpse_size_px=2)
+    assert torch.equal(g[0, 0], torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+    # half a pixel outside: bilinear blend with the zero padding. Pixel centres sit at -0.75, -0.25, ...;
+    # y = -1.0 lies half way between the padding (at -1.25) and row 0: value 0.5 on a scene of ones.
+    vp = Viewpoint(centers=torch.tensor([[-0.75, 0.0]]), scales=torch.tensor([0.5]))
+    g = sample_at_viewpoint(spatial=img, viewpoint=vp, glimpse_size_px=4)  # rows at y = -1.125 ... -0.375
+    ys = torch.tensor([-1.125, -0.875, -0.625, -0.375])
+    # pixel-space row coordinate ((y + 1) * 4 - 1) / 2; weight on the padding row = max(0, -coord)
+    coord = ((ys + 1) * 4 - 1) / 2
+    expected_rows = 1 - (-coord).clamp(min=0)
+    torch.testing.assert_close(g[0, 0, :, 0], expected_rows)
+    assert torch.equal(g[0, 0, :, 0], g[0, 0, :, 3])
+    # a crop fully outside the scene is all zeros; a zoomed-out crop (scale 2) has the scene in its middle half
+    far = sample_at_viewpoint(spatial=img, viewpoint=Viewpoint(torch.tensor([[5.0, 5.0]]), torch.tensor([0.5])),
+                              glimpse_size_px=4)
+    assert torch.equal(far, torch.zeros(1, 1, 4, 4))
+    wide = sample_at_viewpoint(spatial=img, viewpoint=Viewpoint(torch.zeros(1, 2), torch.tensor([2.0])),
+                               glimpse_size_px=8)
+    assert torch.equal(wide[0, 0, 2:6, 2:6], torch.ones(4, 4)) and wide[0, 0, 0].abs().sum() == 0
+
+
+def test_crop_box_px():
+    vp = Viewpoint(centers=torch.tensor([[0.0, 0.0], [-0.5, 0.5], [-1.0, 0.0]]), scales=torch.tensor([1.0, 0.5, 0.5]))
+    box = vp.crop_box_px(512)
+    assert box.shape == (3, 4) and box.dtype == torch.float32
+    assert box.tolist() == [[0, 0, 512, 512], [0, 256, 256, 512], [-128, 128, 128, 384]]  # (y0, x0, y1, x1)
+    assert vp.crop_box_px((100, 200))[1].tolist() == [0, 100, 50, 200]
+    with pytest.raises(ValueError, match="image_size_px"):
+        vp.crop_box_px(0)
+    with pytest.raises(TypeError, match="image_size_px"):
+        vp.crop_box_px(True)
 
 
 def test_viewpoint_shape_and_dtype_errors():

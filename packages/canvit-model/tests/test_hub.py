@@ -120,14 +120,17 @@ def test_pickles_are_never_read(tmp_path):
         read_safetensors(p)
 
 
-def test_our_safetensors_writer_is_read_by_safetensors(tmp_path):
+def test_safetensors_writer_takes_views_strides_and_every_dtype(tmp_path):
     from safetensors import safe_open
 
     from canvit_model.hub import write_safetensors
 
+    qkv = torch.randn(6, 4)
+    q, k, v = qkv.split(2, dim=0)  # views of one storage, as DINOv3's HF export produces
     t = {
         "f32": torch.randn(3, 5), "bf16": torch.randn(7).to(torch.bfloat16), "i64": torch.arange(4),
         "flag": torch.tensor(True), "empty": torch.zeros(0, 3), "strided": torch.randn(4, 6)[:, ::2],
+        "q": q, "k": k, "v": v,
     }
     write_safetensors(t, tmp_path / "x.safetensors", metadata={"format": "pt"})
     with safe_open(tmp_path / "x.safetensors", framework="pt") as f:

@@ -103,7 +103,9 @@ def test_pil_images_when_pil_is_installed():
     arr = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     pil = Image.fromarray(arr)
     t = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    torch.testing.assert_close(center_crop_transform(pil, 64), center_crop_transform(t, 64))
+    # PIL images take PIL's uint8 path (test_preprocess_pil.py), tensors the float path: ~one level apart
+    diff = (center_crop_transform(pil, 64) - center_crop_transform(t, 64)).abs().max()
+    assert 0 < diff <= 1.0 / 255 / min(IMAGENET_STD) + 1e-4
     torch.testing.assert_close(square_resize_transform(pil.convert("L").convert("RGB"), 32),
                                square_resize_transform(pil.convert("L"), 32))
     # against PIL's own (uint8, two-pass) bilinear resize: within ~one intensity level

@@ -56,3 +56,14 @@ def test_quadtree_viewpoint_and_errors():
     with pytest.raises(ValueError, match="level"):
         quadtree_tiles(-1)
     assert math.isclose(quadtree_tiles(0)[1], 1.0)
+
+
+def test_our_laws_stay_inside_the_scene():
+    # Viewpoint itself accepts out-of-scene crops (canvit-pytorch semantics); our laws never emit them.
+    from canvit_model import quadtree_viewpoint, random_viewpoints
+
+    vp = random_viewpoints(4096, generator=torch.Generator().manual_seed(0))
+    assert bool(vp.in_scene(tolerance=0).all())
+    for level in range(4):
+        tiles = quadtree_viewpoint(level, torch.arange(4**level))
+        assert bool(tiles.in_scene().all())

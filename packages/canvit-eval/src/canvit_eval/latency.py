@@ -14,14 +14,20 @@ The paper's protocol (Appendix I.1; pipeline-notes 2.8), which this follows:
   fp32, `torch.autocast`), `torch.compile`d; CUDA peak memory = `torch.cuda.max_memory_allocated`
   over the timed calls, the counter reset after warm-up.
 
-Every timed call becomes one row of a tidy CSV (default benchmarks/results/latency-<host>-<date>.csv),
-appended one finished configuration at a time. Re-running with the same --out skips configurations
-already in the file, so an interrupted run resumes. Tables and figures take the minimum:
+Every timed call becomes one row of a tidy table, appended one finished configuration at a time.
+By default the run goes to the results store as kind `latency`, key `<host>-<date>` (`--results DIR`,
+default `results/` or $CANVIT_RESULTS; `--key` to name it): rows accumulate in
+`results/latency/<key>.csv` and the provenance sidecar is written when every configuration is done,
+which marks the run complete. `--out FILE.csv` appends to a plain CSV instead (no sidecar). Either
+way, re-running the same command skips configurations already measured, so an interrupted run
+resumes. Every argument is checked before anything runs; `--dry-run` prints the plan and an
+estimated duration. Tables and figures take the minimum:
 
+    uv run --package canvit-eval canvit-latency --dry-run                       # the plan and how long it takes
     uv run --package canvit-eval canvit-latency --budget-s 2 --min-iters 2      # quick CPU run, 1 and 2 threads
     uv run --package canvit-eval canvit-latency --threads 1 4 8 16 32           # the paper's CPU sweep
     uv run --package canvit-eval canvit-latency --device cuda                   # fp32 + bf16, compiled, 128-2048 px
-    uv run paper/make_tables.py --only 19                                       # Table 19 from the CSVs
+    uv run paper/make_tables.py --only 19                                       # Table 19
 """
 
 from __future__ import annotations
@@ -220,18 +226,10 @@ def _worker(args: argparse.Namespace) -> int:
 # -- the driver ----------------------------------------------------------------------------------
 
 
-def repo_root(start: Path | None = None) -> Path:
-    here = (start or Path.cwd()).resolve()
-    for p in [here, *here.parents]:
-        if (p / "uv.lock").exists() or (p / ".git").exists():
-            return p
-    return here
-
-
-def default_out() -> Path:
+def default_key() -> str:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
-    return repo_root() / "benchmarks" / "results" / f"latency-{host}-{date}.csv"
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname()).strip("-._") or "host"
+    return f"{host}-{date}"
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -253,15 +251,20 @@ def config_key(cfg: Config, machine: str) -> tuple[str, ...]:
     })
 
 
+def check_header(path: Path) -> None:
+    """An existing, non-empty CSV must have our columns (else we would append garbage to someone's file)."""
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+        if header != COLUMNS:
+            raise ValueError(f"{path} has columns {header}; expected the canvit-latency columns {COLUMNS}")
+
+
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append complete rows in one write (header first if the file is new), then fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with open(path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), None)
-        if header != COLUMNS:
-            raise SystemExit(f"{path} has columns {header}; expected {COLUMNS}. Use another --out.")
+    check_header(path)
     import io
 
     buf = io.StringIO()
@@ -295,6 +298,30 @@ def torch_threads_default() -> int:
     return os.cpu_count() or 1
 
 
+# Rough per-configuration cost besides the timed budget: a fresh Python + torch import + random
+# weights (a few seconds), warm-up calls, and for compiled runs torch.compile (tens of seconds).
+STARTUP_S = {"eager": 6.0, "compiled": 45.0}
+WARMUP_CALL_S = {"cpu": 0.5, "cuda": 0.05}
+
+
+def estimate_seconds(configs: list[Config], args: argparse.Namespace) -> float:
+    """A planning estimate (not a measurement): start-up + warm-up + the timed budget per configuration."""
+    total = 0.0
+    for c in configs:
+        total += STARTUP_S["compiled" if c.compiled else "eager"]
+        total += args.warmup * WARMUP_CALL_S[c.device]
+        total += args.budget_s
+    return total
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def run_worker_process(cfg: Config, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "result.json"
@@ -313,6 +340,71 @@ def run_worker_process(cfg: Config, args: argparse.Namespace) -> dict:
         return json.loads(out.read_text(encoding="utf-8"))
 
 
+def _writable_dir(path: Path) -> str | None:
+    """None if files can be created under `path` (creating it if needed), else why not."""
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} exists and is not a directory"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable"
+    return None
+
+
+def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check every argument before any work; report the first problem as one line (exit code 2)."""
+    def positive_int(name: str, value: int, minimum: int) -> None:
+        if value < minimum:
+            ap.error(f"{name} must be >= {minimum}, got {value}")
+
+    for t in args.threads or []:
+        positive_int("--threads", t, 1)
+    for sc in args.scenes or []:
+        if sc % PATCH or sc < PATCH:
+            ap.error(f"--scenes: scene size {sc} px is not a positive multiple of the patch size {PATCH}")
+    if args.glimpse_px % PATCH or args.glimpse_px < PATCH:
+        ap.error(f"--glimpse-px must be a positive multiple of the patch size {PATCH}, got {args.glimpse_px}")
+    if args.budget_s is not None and not (args.budget_s >= 0 and args.budget_s != float("inf")):
+        ap.error(f"--budget-s must be a finite number of seconds >= 0, got {args.budget_s}")
+    positive_int("--warmup", args.warmup, 0)
+    positive_int("--passes", args.passes, 1)
+    positive_int("--min-iters", args.min_iters, 1)
+    if args.max_iters < args.min_iters:
+        ap.error(f"--max-iters ({args.max_iters}) must be >= --min-iters ({args.min_iters})")
+    if args.out is not None:
+        if args.key is not None:
+            ap.error("--key names a results-store run; it cannot be combined with --out")
+        if args.out.exists() and args.out.is_dir():
+            ap.error(f"--out {args.out} is a directory; give a CSV file path")
+        if args.out.exists() and not os.access(args.out, os.W_OK):
+            ap.error(f"--out {args.out} is not writable")
+        why = _writable_dir(args.out.parent)
+        if why:
+            ap.error(f"--out {args.out}: {why}")
+        try:
+            check_header(args.out)
+        except ValueError as e:
+            ap.error(f"--out: {e}; use another file")
+    else:
+        from canvit_results import results_root, run_paths
+
+        args.results = results_root(args.results)
+        try:
+            ref = run_paths(args.results, "latency", args.key or default_key())
+        except ValueError as e:
+            ap.error(f"--key: {e}")
+        why = _writable_dir(ref.table_path.parent)
+        if why:
+            ap.error(f"--results {args.results}: {why}")
+        try:
+            check_header(ref.table_path)
+        except ValueError as e:
+            ap.error(f"--results: {e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="canvit-latency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -323,36 +415,37 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"scene sides in px, multiples of 16 (default: {' '.join(map(str, CPU_SCENES))} on cpu, "
                          f"{' '.join(map(str, CUDA_SCENES))} on cuda)")
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
-                    help="torch.set_num_threads values (default: 1 2 on cpu; os.cpu_count() on cuda)")
+                    help="torch.set_num_threads values, >= 1 (default: 1 2 on cpu; os.cpu_count() on cuda)")
     ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
                     help="fp32 and/or bf16 (AMP autocast, fp32 weights) (default: fp32 on cpu, both on cuda)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="torch.compile the model: auto = on for cuda, off (eager) for cpu, as the paper")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="seconds of timed calls per configuration (default: 30 on cpu, 60 on cuda, as the paper)")
-    ap.add_argument("--min-iters", type=int, default=5, help="timed calls at least, budget or not (default: 5)")
-    ap.add_argument("--max-iters", type=int, default=500, help="timed calls at most (default: 500)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed warm-up calls (default: 3, as the paper)")
+                    help="seconds of timed calls per configuration, >= 0 (default: 30 on cpu, 60 on cuda, as the paper)")
+    ap.add_argument("--min-iters", type=int, default=5, help="timed calls at least, budget or not, >= 1 (default: 5)")
+    ap.add_argument("--max-iters", type=int, default=500, help="timed calls at most, >= --min-iters (default: 500)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed warm-up calls, >= 0 (default: 3, as the paper)")
     ap.add_argument("--passes", type=int, default=1,
-                    help="fresh-process passes per configuration (default: 1; the authors ran 3)")
-    ap.add_argument("--glimpse-px", type=int, default=128, help="CanViT glimpse side in px (default: 128)")
+                    help="fresh-process passes per configuration, >= 1 (default: 1; the authors ran 3)")
+    ap.add_argument("--glimpse-px", type=int, default=128,
+                    help="CanViT glimpse side in px, a multiple of 16 (default: 128)")
     ap.add_argument("--seed", type=int, default=42, help="weights, inputs and the order of configurations")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="CSV to append to (default: benchmarks/results/latency-<host>-<date>.csv in the repo); "
-                         "configurations already in it are skipped")
-    ap.add_argument("--dry-run", action="store_true", help="list the configurations to run and exit")
+    ap.add_argument("--results", type=Path, default=None, metavar="DIR",
+                    help="results store root (default: $CANVIT_RESULTS or results/); the run is kind 'latency'")
+    ap.add_argument("--key", default=None,
+                    help="run key in the results store (default: <host>-<date>); re-use it to resume")
+    ap.add_argument("--out", type=Path, default=None, metavar="FILE.csv",
+                    help="append to this plain CSV instead of the results store; configurations already in it "
+                         "are skipped")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration, run nothing")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one configuration (JSON spec)
     args = ap.parse_args(argv)
     if args.worker:
         return _worker(args)
 
+    validate(ap, args)
     if args.budget_s is None:
         args.budget_s = 60.0 if args.device == "cuda" else 30.0
-    for s in args.scenes or []:
-        if s % PATCH or s < PATCH:
-            ap.error(f"scene size {s} px is not a positive multiple of {PATCH}")
-    if args.min_iters < 1 or args.max_iters < args.min_iters:
-        ap.error("need 1 <= --min-iters <= --max-iters")
     if args.device == "cuda":
         import torch
 
@@ -360,19 +453,35 @@ def main(argv: list[str] | None = None) -> int:
             print("canvit-latency: --device cuda but no CUDA GPU is visible to torch", file=sys.stderr)
             return 2
 
-    out = args.out or default_out()
+    if args.out is not None:
+        out, ref, where = args.out, None, str(args.out)
+    else:
+        from canvit_results import is_complete, run_paths
+
+        key = args.key or default_key()
+        ref = run_paths(args.results, "latency", key)
+        out, where = ref.table_path, f"results store {args.results} (latency/{key})"
+        if is_complete(args.results, "latency", key):
+            print(f"canvit-latency: latency/{key} in {args.results} is already complete; finished runs are never "
+                  "changed. Pass another --key for a new run.")
+            return 0
     machine = machine_name(args.device)
     configs = plan(args)
     done = {row_key(r) for r in read_rows(out)}
     todo = [c for c in configs if config_key(c, machine) not in done]
-    print(f"canvit-latency: {machine}; {len(configs)} configurations, {len(configs) - len(todo)} already in {out}; "
+    print(f"canvit-latency: {machine}; {len(configs)} configurations, {len(configs) - len(todo)} already in {where}; "
           f"budget {args.budget_s:g} s each, {args.warmup} warm-up, {args.min_iters}-{args.max_iters} timed calls")
     if args.dry_run:
         for c in todo:
             print("  " + c.label())
+        est = estimate_seconds(todo, args)
+        print(f"estimated duration: about {_fmt_duration(est)} for {len(todo)} configurations "
+              f"(budget + start-up/warm-up each; more if single calls are slower than the budget)")
+        print(f"would write: {out}" + ("" if ref is None else f" and its sidecar {ref.meta_path}"))
         return 0
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     host = socket.gethostname()
+    started = time.perf_counter()
     for i, cfg in enumerate(todo, 1):
         load = loadavg1()
         t0 = time.perf_counter()
@@ -393,8 +502,23 @@ def main(argv: list[str] | None = None) -> int:
         warn = f" [1-min load {load:.1f} > {os.cpu_count()} cores: timings may be contended]" if busy else ""
         print(f"[{i}/{len(todo)}] {cfg.label()}: {len(ms)} calls, min {min(ms):.2f} ms, "
               f"median {statistics.median(ms):.2f} ms{mem} ({time.perf_counter() - t0:.1f} s){warn}", flush=True)
+    if ref is not None:
+        finish_store_run(args, ref, machine, time.perf_counter() - started)
     print(f"wrote {out}")
     return 0
+
+
+def finish_store_run(args: argparse.Namespace, ref, machine: str, wall_s: float) -> None:
+    """Seal the run: rewrite the accumulated rows through `write_run`, which adds the sidecar last."""
+    import pandas as pd
+
+    from canvit_results import provenance, write_run
+
+    table = pd.read_csv(ref.table_path, dtype=str, keep_default_na=False)  # the CSV's strings, unchanged
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "worker"}
+    write_run(args.results, "latency", ref.key, table,
+              provenance(config=config, seed=args.seed, device=args.device, wall_time_s=wall_s),
+              extra={"machine": machine})
 
 
 if __name__ == "__main__":

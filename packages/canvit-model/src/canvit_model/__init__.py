@@ -19,6 +19,7 @@ from .classification import (
     save_linear_probe,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
+from .preprocess import imagenet_denormalize
 from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "Viewpoint",
     "center_crop_transform",
     "grid_coords",
+    "imagenet_denormalize",
     "preset",
     "quadtree_tiles",
     "quadtree_viewpoint",

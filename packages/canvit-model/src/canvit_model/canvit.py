@@ -13,6 +13,8 @@ The canvas is [canvas registers, G x G spatial tokens]; G is free at run time. T
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,29 @@ class CanViTOutput:
     vpe: torch.Tensor | None  # [B, D] the VPE token after the last block (None without VPE)
 
 
+def _check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """A Python int >= minimum (bools are refused: `True` is not a grid size)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_config(cfg: Any) -> CanViTConfig:
+    if cfg is None:
+        return CanViTConfig()
+    if not isinstance(cfg, CanViTConfig):
+        raise TypeError(f"config must be a canvit_model.CanViTConfig, got {type(cfg).__name__}")
+    return cfg
+
+
 class CanViT(nn.Module):
+    """The base CanViT (no readout heads). `model.config` (alias `model.cfg`) is its CanViTConfig."""
+
     def __init__(self, cfg: CanViTConfig | None = None) -> None:
         super().__init__()
-        cfg = cfg or CanViTConfig()
+        cfg = _check_config(cfg)
         self.cfg = cfg
         bb = cfg.backbone
         d, dc = bb.dim, cfg.canvas_dim
@@ -73,6 +94,18 @@ class CanViT(nn.Module):
         self._read_at = {blk: i for i, blk in enumerate(reads)}
         self._write_at = {blk: i for i, blk in enumerate(writes)}
 
+    @property
+    def config(self) -> CanViTConfig:
+        """The architecture (canvit-pytorch's name; `cfg` is the same object)."""
+        return self.cfg
+
+    @classmethod
+    def from_preset(cls, name: str) -> CanViT:
+        """A randomly initialised CanViT of a named preset (`canvit_model.PRESETS`: CanViT-B, Table 3 rows)."""
+        from .presets import preset
+
+        return cls(preset(name).config)
+
     # -- state -----------------------------------------------------------------------------------
 
     @property
@@ -93,10 +126,8 @@ class CanViT(nn.Module):
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         """A fresh canvas (registers + one learned patch broadcast to G x G) and the initial CLS."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if not isinstance(canvas_grid_size, int) or canvas_grid_size < 1:
-            raise ValueError(f"canvas_grid_size must be an int >= 1, got {canvas_grid_size!r}")
+        batch_size = _check_int(batch_size, "batch_size")
+        canvas_grid_size = _check_int(canvas_grid_size, "canvas_grid_size")
         n = canvas_grid_size**2
         regs = self.init_canvas_registers.expand(batch_size, -1, -1)
         patches = self.init_canvas_patch.expand(batch_size, n, -1)
@@ -137,6 +168,7 @@ class CanViT(nn.Module):
         """Process one glimpse [B, 3, g*p, g*p] seen from `viewpoint`; returns the updated state."""
         cfg = self.cfg
         b, grid = self._check_inputs(glimpse, state, viewpoint, canvas_grid_size)
+        glimpse, state = self._cast_inputs(glimpse, state)
         viewpoint = viewpoint.to(glimpse.device)
         n_prefix = cfg.num_local_prefix
         g = glimpse.shape[-1] // cfg.backbone.patch_size
@@ -171,10 +203,45 @@ class CanViT(nn.Module):
             vpe=x[:, 0] if cfg.enable_vpe else None,
         )
 
+    def _cast_inputs(self, glimpse: torch.Tensor, state: RecurrentState) -> tuple[torch.Tensor, RecurrentState]:
+        """Bring a glimpse / state of another float dtype (float64 input, a bf16 model fed float32, ...)
+        to the weights' dtype, so no layer sees mixed dtypes. Under autocast a float32 state stays
+        float32 (paper D.3: the canvas is kept in float32); for float32 weights and inputs this is a no-op."""
+        w = self.backbone.patch_embed.proj.weight.dtype
+        if glimpse.dtype != w:
+            glimpse = glimpse.to(w)
+        try:
+            autocast = torch.is_autocast_enabled(glimpse.device.type)
+        except (TypeError, RuntimeError):  # a device type without autocast
+            autocast = False
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            if t.dtype == w or (autocast and t.dtype == torch.float32):
+                return t
+            return t.to(w)
+
+        canvas, cls = cast(state.canvas), cast(state.recurrent_cls)
+        if canvas is not state.canvas or cls is not state.recurrent_cls:
+            state = RecurrentState(canvas=canvas, recurrent_cls=cls)
+        return glimpse, state
+
     def _check_inputs(
         self, glimpse: torch.Tensor, state: RecurrentState, viewpoint: Viewpoint, canvas_grid_size: int | None
     ) -> tuple[int, int]:
         p = self.cfg.backbone.patch_size
+        for name, value, kind in (("glimpse", glimpse, "a [B, 3, H, W] image tensor"),
+                                  ("state", state, "a RecurrentState (from init_state or a previous output)"),
+                                  ("viewpoint", viewpoint, "a canvit_model.Viewpoint")):
+            if value is None:
+                raise TypeError(f"{name} must be {kind}, got None")
+        if not isinstance(state, RecurrentState):
+            raise TypeError(
+                f"state must be a RecurrentState (from init_state or a previous output), got {type(state).__name__}"
+            )
+        if not isinstance(viewpoint, Viewpoint):
+            raise TypeError(f"viewpoint must be a canvit_model.Viewpoint, got {type(viewpoint).__name__}")
+        if canvas_grid_size is not None:
+            _check_int(canvas_grid_size, "canvas_grid_size")
         if not isinstance(glimpse, torch.Tensor) or glimpse.ndim != 4 or glimpse.shape[1] != 3:
             shape = list(glimpse.shape) if isinstance(glimpse, torch.Tensor) else type(glimpse).__name__
             raise ValueError(f"glimpse must be a [B, 3, H, W] image tensor, got {shape}")
@@ -185,12 +252,18 @@ class CanViT(nn.Module):
             raise ValueError(f"glimpse must be square, got {h}x{w} px")
         if h % p or h < p:
             raise ValueError(f"glimpse side must be a positive multiple of the patch size {p} px, got {h} px")
+        w_dev = self.backbone.patch_embed.proj.weight.device
+        if glimpse.device != w_dev and w_dev.type != "meta":
+            raise ValueError(f"glimpse is on {glimpse.device} but the model is on {w_dev}: move one of them")
         b = glimpse.shape[0]
-        if not isinstance(viewpoint, Viewpoint):
-            raise ValueError(f"viewpoint must be a Viewpoint, got {type(viewpoint).__name__}")
         if viewpoint.batch_size != b:
             raise ValueError(f"viewpoint has batch size {viewpoint.batch_size}, glimpse has {b}")
         canvas, cls = state.canvas, state.recurrent_cls
+        for name, t in (("state.canvas", canvas), ("state.recurrent_cls", cls)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+            if t.device != glimpse.device:
+                raise ValueError(f"{name} is on {t.device} but glimpse is on {glimpse.device}: move both to one device")
         d, dc = self.cfg.backbone.dim, self.cfg.canvas_dim
         if canvas.ndim != 3 or canvas.shape[0] != b or canvas.shape[2] != dc:
             raise ValueError(f"state.canvas must be [B={b}, R + G*G, {dc}], got {list(canvas.shape)}")
@@ -221,11 +294,9 @@ class CanViTForPretraining(nn.Module):
         teacher_patch_grid: int = 32,
     ) -> None:
         super().__init__()
-        cfg = canvit_config or CanViTConfig()
-        if teacher_dim < 1 or teacher_patch_grid < 1:
-            raise ValueError(
-                f"teacher_dim={teacher_dim} and teacher_patch_grid={teacher_patch_grid} must be >= 1"
-            )
+        cfg = _check_config(canvit_config)
+        teacher_dim = _check_int(teacher_dim, "teacher_dim")
+        teacher_patch_grid = _check_int(teacher_patch_grid, "teacher_patch_grid")
         self.canvit_config = cfg
         self.teacher_dim = teacher_dim
         self.teacher_patch_grid = teacher_patch_grid
@@ -235,6 +306,24 @@ class CanViTForPretraining(nn.Module):
         self.teacher_patch_standardizer = PositionStandardizer(teacher_patch_grid**2, teacher_dim)
         self.teacher_cls_standardizer = PositionStandardizer(1, teacher_dim)
         self.hub_extra: dict[str, Any] = {}  # config.json "metadata" / "training" carried through save/load
+
+    @property
+    def config(self) -> CanViTConfig:
+        """The CanViT architecture (canvit-pytorch's name); also `cfg` and `canvit_config`."""
+        return self.canvit_config
+
+    @property
+    def cfg(self) -> CanViTConfig:
+        return self.canvit_config
+
+    @classmethod
+    def from_preset(cls, name: str, *, teacher_dim: int = 768, teacher_patch_grid: int = 32) -> CanViTForPretraining:
+        """Randomly initialised weights for a named preset (`canvit_model.PRESETS`: "canvitb16" and every
+        Table 3 row, e.g. "no-vpe", "vit-s"), with readouts for a `teacher_dim` teacher on a
+        `teacher_patch_grid`² grid (DINOv3 ViT-B/16 on 512 px scenes: 768, 32)."""
+        from .presets import preset
+
+        return cls(preset(name).config, teacher_dim=teacher_dim, teacher_patch_grid=teacher_patch_grid)
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         return self.canvit.init_state(batch_size=batch_size, canvas_grid_size=canvas_grid_size)
@@ -261,14 +350,50 @@ class CanViTForPretraining(nn.Module):
     # -- checkpoints (see hub.py) ----------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, repo_or_dir: str | Path, **kwargs: Any) -> CanViTForPretraining:
-        """Load a hub repo id or a local directory (config.json + model.safetensors), 0.1 or 0.2 layout."""
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike[str],
+        *,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+    ) -> CanViTForPretraining:
+        """Load a checkpoint (config.json + model.safetensors, canvit-pytorch 0.2 or 0.1 layout), in eval mode.
+
+        path_or_id: a local directory, or a hub repo id "owner/name" (downloaded and cached by huggingface_hub).
+        map_location: device for the weights ("cpu", "cuda", torch.device). dtype: cast every floating
+        weight (e.g. torch.bfloat16); None keeps the stored float32 (prefer autocast, paper D.3).
+        revision: hub branch / tag / commit ("canvit-pytorch-0.1" for the old layout). token: hub token
+        (default: `hf auth login` / HF_TOKEN). cache_dir: hub cache. local_files_only: never download.
+        """
         from .hub import load_pretraining_model
 
-        return load_pretraining_model(repo_or_dir, **kwargs)
+        return load_pretraining_model(
+            path_or_id, map_location=map_location, dtype=dtype, revision=revision, token=token,
+            cache_dir=cache_dir, local_files_only=local_files_only,
+        )
 
-    def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write config.json + model.safetensors in the canvit-pytorch 0.2 layout."""
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """Write config.json + model.safetensors (+ README.md) in the canvit-pytorch 0.2 layout, atomically."""
         from .hub import save_pretraining_model
 
-        save_pretraining_model(self, save_directory)
+        return save_pretraining_model(self, save_directory)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, create_pr=create_pr)

@@ -7,11 +7,65 @@ Field names of `CanViTConfig` follow the `canvit_config` block of the official (
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 MlpKind = Literal["gelu", "swiglu"]
 CanvasProjections = Literal["asymmetric", "qkvo"]
+
+
+def check_field_types(obj: Any) -> None:
+    """Type-check a config dataclass's fields against their annotations, naming the field on error.
+
+    Booleans must be bools (the JSON string "false" is not false), ints must be ints (bools are not
+    ints here, and 3.7 is never truncated to 3), floats may be given as ints (stored as float), and
+    Literal fields must hold one of their values.
+    """
+    cls = type(obj).__name__
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v, t = getattr(obj, f.name), hints[f.name]
+        where = f"{cls}.{f.name}"
+        if typing.get_origin(t) is Literal:
+            valid = typing.get_args(t)
+            if not isinstance(v, str) or v not in valid:
+                raise ValueError(f"{where} must be one of {list(valid)}, got {v!r}")
+        elif t is bool:
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{where} must be a bool (true/false), got {v!r} ({type(v).__name__})")
+            object.__setattr__(obj, f.name, bool(v))
+        elif t is int:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{where} must be an int, got {v!r} ({type(v).__name__})")
+            object.__setattr__(obj, f.name, int(v))  # numpy integers become plain ints
+        elif t is float:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{where} must be a number, got {v!r} ({type(v).__name__})")
+            if not math.isfinite(v):
+                raise ValueError(f"{where} must be finite, got {v!r}")
+            object.__setattr__(obj, f.name, float(v))
+        elif t is str:
+            if not isinstance(v, str):
+                raise TypeError(f"{where} must be a str, got {v!r} ({type(v).__name__})")
+
+
+def config_from_dict(cls: type, d: Any, source: str, what: str) -> Any:
+    """`cls(**d)` for a dict read from a file: unknown fields and bad values raise naming `source`."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{source}: {what} must be a JSON object, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{source}: {what} has unknown fields {unknown}; known fields: {sorted(known)}")
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{source}: {what}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -42,6 +96,13 @@ class ViTConfig:
         return hidden
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        for name in ("dim", "num_heads", "depth", "patch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ViTConfig.{name}={getattr(self, name)} must be >= 1")
+        for name in ("ffn_ratio", "rope_base", "layerscale_init", "norm_eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ViTConfig.{name}={getattr(self, name)} must be > 0")
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if self.head_dim % 4:
@@ -59,6 +120,8 @@ BACKBONES: dict[str, ViTConfig] = {
 
 
 def backbone_config(name: str) -> ViTConfig:
+    if not isinstance(name, str):
+        raise TypeError(f"backbone_name must be a str (one of {sorted(BACKBONES)}), got {name!r}")
     try:
         return BACKBONES[name]
     except KeyError:
@@ -81,11 +144,8 @@ class CanViTConfig:
     vpe_seed: int = 42  # seed of the fixed random Fourier feature matrix (stored in checkpoints anyway)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         backbone_config(self.backbone_name)
-        if self.canvas_projections not in ("asymmetric", "qkvo"):
-            raise ValueError(
-                f"canvas_projections={self.canvas_projections!r}; valid values: 'asymmetric', 'qkvo'"
-            )
         if self.canvas_head_dim % 4:
             raise ValueError(f"canvas_head_dim={self.canvas_head_dim} must be a multiple of 4 for 2D RoPE")
         for name in ("canvas_num_heads", "canvas_head_dim", "rw_stride"):
@@ -132,9 +192,6 @@ class CanViTConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CanViTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"canvit_config has unknown fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> CanViTConfig:
+        """From a config.json `canvit_config` block; errors name `source` (the file) and the field."""
+        return config_from_dict(cls, d, source, "canvit_config")

@@ -36,6 +36,8 @@ from .geometry import grid_coords_hw
 from .hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    check_load_options,
+    json_int,
     load_checked,
     read_json,
     read_safetensors,
@@ -44,6 +46,7 @@ from .hub import (
 )
 from .layers.rope import Rope, rope_periods
 from .layers.vit import ViT
+from .preprocess import check_normalized
 
 NUM_REGISTERS = 4
 
@@ -79,6 +82,10 @@ class DINOv3(ViT):
     def __init__(self, cfg: ViTConfig | str = "vitb16", num_registers: int = NUM_REGISTERS) -> None:
         if isinstance(cfg, str):
             cfg = backbone_config(cfg)
+        if not isinstance(cfg, ViTConfig):
+            raise TypeError(f"cfg must be a ViTConfig or a backbone name {sorted(BACKBONES)}, got {type(cfg).__name__}")
+        if isinstance(num_registers, bool) or not isinstance(num_registers, int):
+            raise TypeError(f"num_registers must be an int >= 0, got {num_registers!r}")
         super().__init__(cfg)
         if num_registers < 0:
             raise ValueError(f"num_registers={num_registers} must be >= 0")
@@ -117,10 +124,18 @@ class DINOv3(ViT):
         positions = grid_coords_hw(h, w, device=device).reshape(h * w, 2)
         return self.rope(positions, self.num_prefix)
 
+    @classmethod
+    def from_preset(cls, name: str) -> DINOv3:
+        """A randomly initialised DINOv3 of a registry backbone ("vits16", "vits16plus", "vitb16", ...)."""
+        return cls(name)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        if images is None:
+            raise TypeError("images must be a normalized [B, 3, H, W] float tensor, got None")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be a [B, 3, H, W] tensor, got {type(images).__name__} "
                              f"{list(images.shape) if isinstance(images, torch.Tensor) else ''}")
+        check_normalized(images, "images")
         b, _, height, width = images.shape
         h, w = self.grid_size(height, width)
         x = self.patch_embed(images.to(self.patch_embed.proj.weight.dtype))  # [B, h*w, D]
@@ -164,17 +179,23 @@ class DINOv3(ViT):
     @classmethod
     def from_pretrained(
         cls,
-        repo_or_dir: str | os.PathLike[str],
+        path_or_id: str | os.PathLike[str],
         *,
-        filename: str | None = None,
-        config: ViTConfig | str | None = None,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
-        map_location: str | torch.device = "cpu",
+        filename: str | None = None,
+        config: ViTConfig | str | None = None,
     ) -> DINOv3:
-        """Load from a hub repo id, a local directory or a local official `.pth` file.
+        """Load from a hub repo id, a local directory or a local official `.pth` file, in eval mode.
+
+        map_location: device for the weights. dtype: cast every floating weight (None keeps the stored
+        dtype). revision / token / cache_dir / local_files_only: as huggingface_hub's `hf_hub_download`.
+        filename: an official `.pth` inside a hub repo / directory. config: the architecture of an
+        official `.pth` (a ViTConfig or a name in BACKBONES) when it cannot be inferred from the shapes.
 
         - Hugging Face layout (config.json + model.safetensors, transformers key names): a hub repo such
           as "facebook/dinov3-vitb16-pretrain-lvd1689m" or a directory written by `save_pretrained`
@@ -187,6 +208,10 @@ class DINOv3(ViT):
         (`hf auth login`, or the HF_TOKEN environment variable, or `token=`). The token is never logged
         or stored.
         """
+        device, dtype = check_load_options(map_location, dtype)
+        if config is not None and not isinstance(config, (ViTConfig, str)):
+            raise TypeError(f"config must be a ViTConfig, a backbone name or None, got {type(config).__name__}")
+        repo_or_dir = path_or_id
         hub = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
         local = Path(os.fspath(repo_or_dir)).expanduser()
         source = os.fspath(repo_or_dir)
@@ -209,18 +234,34 @@ class DINOv3(ViT):
         else:
             files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], **hub)
             hf_cfg = read_json(files[CONFIG_NAME])
-            vit_cfg, num_registers = config_from_hf(hf_cfg)
+            vit_cfg, num_registers = config_from_hf(hf_cfg, source=os.fspath(files[CONFIG_NAME]))
             if config is not None:
                 vit_cfg = backbone_config(config) if isinstance(config, str) else config
             model = cls(vit_cfg, num_registers)
             state = state_dict_from_hf(read_safetensors(files[WEIGHTS_NAME]), vit_cfg, num_registers, source)
             load_checked(model, state, source=f"{source} (Hugging Face layout)")
-        return model.to(map_location).eval()
+        return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """Write the Hugging Face layout (config.json + model.safetensors, transformers 4.x key names),
         loadable by `DINOv3.from_pretrained` and by transformers' `DINOv3ViTModel.from_pretrained`."""
         return save_atomic(save_directory, hf_config(self.cfg, self.num_registers), hf_state_dict(self))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, create_pr=create_pr)
 
 
 # -- Hugging Face (transformers) layout -------------------------------------------------------------
@@ -253,39 +294,60 @@ def make_vit_config(
     return cfg
 
 
-def config_from_hf(c: dict[str, Any]) -> tuple[ViTConfig, int]:
-    """(ViTConfig, number of registers) from a transformers DINOv3ViTConfig dict (config.json)."""
+def _json_float(c: dict[str, Any], key: str, default: Any, source: str) -> float:
+    v = c.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise TypeError(f"{source}: {key} must be a positive number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _json_bool(c: dict[str, Any], key: str, default: bool, source: str) -> bool:
+    v = c.get(key, default)
+    if not isinstance(v, bool):
+        raise TypeError(f"{source}: {key} must be true or false, got {v!r} ({type(v).__name__})")
+    return v
+
+
+def config_from_hf(c: dict[str, Any], source: str = "config.json") -> tuple[ViTConfig, int]:
+    """(ViTConfig, number of registers) from a transformers DINOv3ViTConfig dict (config.json).
+
+    Every field used is type-checked; errors name `source` (the file) and the field.
+    """
     if c.get("model_type", "dinov3_vit") != "dinov3_vit":
-        raise ValueError(f"config.json has model_type={c.get('model_type')!r}; expected 'dinov3_vit'")
+        raise ValueError(f"{source} has model_type={c.get('model_type')!r}; expected 'dinov3_vit'")
     required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
     missing = [k for k in required if k not in c]
     if missing:
-        raise ValueError(f"config.json lacks required DINOv3 fields {missing}")
-    gated = bool(c.get("use_gated_mlp", False))
+        raise ValueError(f"{source} lacks required DINOv3 fields {missing}")
+    gated = _json_bool(c, "use_gated_mlp", False, source)
     act = c.get("hidden_act", "silu" if gated else "gelu")
     if (gated and act != "silu") or (not gated and act != "gelu"):
         raise ValueError(
-            f"hidden_act={act!r} with use_gated_mlp={gated} is not supported (DINOv3 uses gelu MLPs or silu SwiGLU)"
+            f"{source}: hidden_act={act!r} with use_gated_mlp={gated} is not supported "
+            "(DINOv3 uses gelu MLPs or silu SwiGLU)"
         )
     for flag in ("proj_bias", "mlp_bias"):
-        if not c.get(flag, True):
-            raise ValueError(f"{flag}=false is not supported (every released DINOv3 ViT has these biases)")
-    if int(c.get("num_channels", 3)) != 3:
-        raise ValueError(f"num_channels={c['num_channels']} is not supported (RGB only)")
+        if not _json_bool(c, flag, True, source):
+            raise ValueError(f"{source}: {flag}=false is not supported (every released DINOv3 ViT has these biases)")
+    if json_int(c, "num_channels", source, default=3) != 3:
+        raise ValueError(f"{source}: num_channels={c['num_channels']} is not supported (RGB only)")
     patch = c.get("patch_size", 16)
     if isinstance(patch, (list, tuple)):
-        if len(set(patch)) != 1:
-            raise ValueError(f"non-square patch_size={patch} is not supported")
+        if len(patch) != 2 or len(set(patch)) != 1:
+            raise ValueError(f"{source}: non-square patch_size={patch} is not supported")
         patch = patch[0]
+    patch = json_int({"patch_size": patch}, "patch_size", source)
     rope_base = c.get("rope_theta")
     if rope_base is None:  # newer transformers may nest it in rope_parameters
         rope_base = (c.get("rope_parameters") or {}).get("rope_theta", 100.0)
     cfg = make_vit_config(
-        dim=int(c["hidden_size"]), num_heads=int(c["num_attention_heads"]), depth=int(c["num_hidden_layers"]),
-        ffn_hidden=int(c["intermediate_size"]), mlp="swiglu" if gated else "gelu", patch_size=int(patch),
-        rope_base=float(rope_base), norm_eps=float(c.get("layer_norm_eps", 1e-5)),
+        dim=json_int(c, "hidden_size", source), num_heads=json_int(c, "num_attention_heads", source),
+        depth=json_int(c, "num_hidden_layers", source), ffn_hidden=json_int(c, "intermediate_size", source),
+        mlp="swiglu" if gated else "gelu", patch_size=patch,
+        rope_base=_json_float({"rope_theta": rope_base}, "rope_theta", 100.0, source),
+        norm_eps=_json_float(c, "layer_norm_eps", 1e-5, source),
     )
-    return cfg, int(c.get("num_register_tokens", 0))
+    return cfg, json_int(c, "num_register_tokens", source, default=0, minimum=0)
 
 
 def hf_config(cfg: ViTConfig, num_registers: int) -> dict[str, Any]:

@@ -7,17 +7,15 @@ read with safetensors only: nothing is ever unpickled.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
-import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import CanViTConfig
@@ -97,17 +95,33 @@ def resolve_files(
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    """A JSON object from `path`; invalid JSON or another top-level type raise a ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (JSON expected): {e.reason} at byte {e.start}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix != ".safetensors":
+    """All tensors of a .safetensors file on the CPU; a truncated or corrupt file raises naming it."""
+    if Path(path).suffix != ".safetensors":
         raise ValueError(f"refusing to read {path}: only .safetensors weights are loaded (no pickle)")
-    return load_file(os.fspath(path), device="cpu")
+    size = os.path.getsize(path)
+    if size < 8:
+        raise ValueError(f"{path} is not a safetensors file: {size} bytes, shorter than its 8-byte header length")
+    try:
+        return load_file(os.fspath(path), device="cpu")
+    except Exception as e:  # safetensors raises SafetensorError (and sometimes OSError) with terse messages
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({size} bytes): truncated or corrupt? "
+            f"Re-download or re-save it. safetensors says: {e}"
+        ) from None
 
 
 def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -132,39 +146,20 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     model.load_state_dict(dict(state_dict), strict=True)
 
 
-_ST_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
-
-
-def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
-    """Write the safetensors format (u64 header length, JSON header, raw little-endian bytes).
-
-    Ours because safetensors' own torch writer needs numpy, which canvit-model does not depend on.
-    Tensors are laid out by decreasing element size, then name, so every tensor stays aligned.
-    """
-    items = sorted(
-        ((k, v.detach().to("cpu").contiguous()) for k, v in tensors.items()),
-        key=lambda kv: (-kv[1].element_size(), kv[0]),
-    )
-    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for name, t in items:
-        if t.dtype not in _ST_DTYPES:
-            raise ValueError(f"cannot store {name} of dtype {t.dtype} in safetensors")
-        n = t.numel() * t.element_size()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for _, t in items:
-            if t.numel():
-                f.write(ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()))
+def write_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> None:
+    """Write `tensors` (any device, any strides; views of one storage are fine) with safetensors' own writer."""
+    seen: set[int] = set()
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        t = v.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen and t.numel():
+            t = t.clone()  # safetensors refuses tensors that share memory (e.g. the q/k/v views of a fused qkv)
+        seen.add(ptr)
+        out[k] = t
+    save_file(out, os.fspath(path), metadata=metadata)
 
 
 def save_atomic(
@@ -229,56 +224,102 @@ def rename_v01_key(key: str) -> str:
     return key
 
 
-def _config_from_v01(cfg: dict[str, Any]) -> tuple[CanViTConfig, int, int]:
-    mc = dict(cfg["model_config"])
+def json_int(d: Mapping[str, Any], key: str, source: str, *, default: Any = None, minimum: int = 1) -> int:
+    """An integer field of a config.json dict: a real JSON integer (not true/false, not 3.7, not "3")."""
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{source}: {key} must be an integer, got {v!r} ({type(v).__name__})")
+    if v < minimum:
+        raise ValueError(f"{source}: {key}={v} must be >= {minimum}")
+    return v
+
+
+def _config_from_v01(cfg: dict[str, Any], source: str) -> tuple[CanViTConfig, int, int]:
+    mc = cfg["model_config"]
+    if not isinstance(mc, dict):
+        raise ValueError(f"{source}: model_config must be a JSON object, got {type(mc).__name__}")
+    mc = dict(mc)
     mode = mc.pop("canvas_update_mode", "additive")
     if mode != "additive":
         raise ValueError(
-            f"canvas_update_mode={mode!r} (0.1 convex-update checkpoints) is not supported; only 'additive'"
+            f"{source}: canvas_update_mode={mode!r} (0.1 convex-update checkpoints) is not supported; only 'additive'"
         )
     if mc.pop("gate_bias_init", None) is not None:
-        raise ValueError("gate_bias_init is set: convex-update checkpoints are not supported")
-    proj = mc.pop("canvas_proj_mode", "asymmetric")
-    proj = {"asymmetric": "asymmetric", "full": "qkvo", "qkvo": "qkvo"}.get(proj)
+        raise ValueError(f"{source}: gate_bias_init is set: convex-update checkpoints are not supported")
+    raw_proj = mc.pop("canvas_proj_mode", "asymmetric")
+    proj = {"asymmetric": "asymmetric", "full": "qkvo", "qkvo": "qkvo"}.get(raw_proj) if isinstance(raw_proj, str) else None
     if proj is None:
-        raise ValueError(f"canvas_proj_mode={cfg['model_config'].get('canvas_proj_mode')!r} is unknown; valid: 'asymmetric', 'full'")
+        raise ValueError(f"{source}: canvas_proj_mode={raw_proj!r} is unknown; valid: 'asymmetric', 'full'")
     grids = cfg.get("canvas_patch_grid_sizes") or [32]
-    if len(grids) != 1:
-        raise ValueError(f"canvas_patch_grid_sizes={grids}: only checkpoints with one standardizer grid are supported")
-    teacher_dim = int(mc.pop("teacher_dim", 768))
+    if not isinstance(grids, list) or len(grids) != 1:
+        raise ValueError(
+            f"{source}: canvas_patch_grid_sizes={grids!r}: only checkpoints with one standardizer grid are supported"
+        )
+    teacher_dim = json_int(mc, "teacher_dim", source, default=768)
+    mc.pop("teacher_dim", None)
+    grid = json_int({"canvas_patch_grid_sizes[0]": grids[0]}, "canvas_patch_grid_sizes[0]", source)
     renames = {"n_backbone_registers": "num_backbone_registers", "n_canvas_registers": "num_canvas_registers"}
     fields = {renames.get(k, k): v for k, v in mc.items()}
     fields["backbone_name"] = cfg["backbone_name"]
     fields["canvas_projections"] = proj
-    return CanViTConfig.from_dict(fields), teacher_dim, int(grids[0])
+    return CanViTConfig.from_dict(fields, source), teacher_dim, grid
 
 
-def parse_pretraining_config(cfg: dict[str, Any]) -> tuple[CanViTConfig, int, int, str]:
-    """(canvit config, teacher_dim, teacher_patch_grid, layout '0.2' | '0.1') from a config.json dict."""
+def parse_pretraining_config(cfg: dict[str, Any], source: str = "config.json") -> tuple[CanViTConfig, int, int, str]:
+    """(canvit config, teacher_dim, teacher_patch_grid, layout '0.2' | '0.1') from a config.json dict.
+
+    Every field is type-checked; errors name `source` (the file) and the field.
+    """
     if "canvit_config" in cfg:
         for key in ("teacher_dim", "teacher_patch_grid"):
             if key not in cfg:
-                raise ValueError(f"config.json (0.2 layout) lacks required key {key!r}")
-        return CanViTConfig.from_dict(cfg["canvit_config"]), int(cfg["teacher_dim"]), int(cfg["teacher_patch_grid"]), "0.2"
+                raise ValueError(f"{source} (0.2 layout) lacks required key {key!r}")
+        return (
+            CanViTConfig.from_dict(cfg["canvit_config"], source),
+            json_int(cfg, "teacher_dim", source),
+            json_int(cfg, "teacher_patch_grid", source),
+            "0.2",
+        )
     if "model_config" in cfg and "backbone_name" in cfg:
-        return (*_config_from_v01(cfg), "0.1")
+        return (*_config_from_v01(cfg, source), "0.1")
     raise ValueError(
-        "config.json is neither the canvit-pytorch 0.2 layout (key 'canvit_config') nor the 0.1 layout "
+        f"{source} is neither the canvit-pytorch 0.2 layout (key 'canvit_config') nor the 0.1 layout "
         f"(keys 'model_config' + 'backbone_name'); it has keys {sorted(cfg)}"
     )
+
+
+def check_load_options(map_location: Any, dtype: Any) -> tuple[torch.device, torch.dtype | None]:
+    """Validate `from_pretrained`'s map_location / dtype before any file is read."""
+    try:
+        device = torch.device(map_location)
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"map_location={map_location!r} is not a torch device (e.g. 'cpu', 'cuda:0'): {e}") from None
+    if dtype is None:
+        return device, None
+    if isinstance(dtype, str):
+        dtype = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}.get(dtype, dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype (torch.float32, torch.bfloat16, torch.float16) or None, "
+            f"got {dtype!r}"
+        )
+    return device, dtype
 
 
 def load_pretraining_model(
     repo_or_dir: str | os.PathLike[str],
     *,
+    map_location: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
-    map_location: str | torch.device = "cpu",
 ):
     from .canvit import CanViTForPretraining
 
+    device, dtype = check_load_options(map_location, dtype)
     files = resolve_files(
         repo_or_dir,
         [CONFIG_NAME, WEIGHTS_NAME],
@@ -288,14 +329,14 @@ def load_pretraining_model(
         local_files_only=local_files_only,
     )
     raw = read_json(files[CONFIG_NAME])
-    cfg, teacher_dim, grid, layout = parse_pretraining_config(raw)
+    cfg, teacher_dim, grid, layout = parse_pretraining_config(raw, source=os.fspath(files[CONFIG_NAME]))
     state_dict = read_safetensors(files[WEIGHTS_NAME])
     if layout == "0.1":
         state_dict = {rename_v01_key(k): v for k, v in state_dict.items()}
     model = CanViTForPretraining(cfg, teacher_dim=teacher_dim, teacher_patch_grid=grid)
     load_checked(model, state_dict, source=f"{os.fspath(repo_or_dir)} ({layout} layout)")
     model.hub_extra = {k: raw[k] for k in ("metadata", "training") if k in raw}
-    return model.to(map_location).eval()
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def pretraining_config_dict(model) -> dict[str, Any]:
@@ -310,6 +351,38 @@ def pretraining_config_dict(model) -> dict[str, Any]:
 
 def save_pretraining_model(model, save_directory: str | os.PathLike[str]) -> Path:
     return save_atomic(save_directory, pretraining_config_dict(model), model.state_dict(), readme=MODEL_CARD)
+
+
+def push_to_hub(
+    model: Any,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+) -> Any:
+    """`model.save_pretrained` into a temporary directory, then upload it to hub repo `repo_id`
+    (created if needed) in one commit. Returns huggingface_hub's CommitInfo."""
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+        raise ValueError(f"repo_id must be a hub repo id 'owner/name', got {repo_id!r}")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    with tempfile.TemporaryDirectory(prefix="canvit-push-") as tmp:
+        model.save_pretrained(tmp)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=tmp,
+            repo_type="model",
+            revision=revision,
+            commit_message=commit_message or f"Upload {type(model).__name__} (canvit-model)",
+            create_pr=create_pr,
+        )
 
 
 MODEL_CARD = """---

@@ -8,19 +8,19 @@ Two recipes, both ending with ImageNet mean/std normalization:
 - `square_resize_transform(image, size)`: resize to exactly `size` x `size`, ignoring the aspect ratio
   (the ADE20K "resize to square" scene recipe, and transformers' DINOv3 image processor).
 
-Inputs: a PIL image (any mode; converted to RGB; PIL is imported only when one is passed), a uint8
-tensor [3, H, W] or [B, 3, H, W] (0..255), or a float tensor of the same shapes with values in [0, 1].
-Outputs are float32 [3, S, S] or [B, 3, S, S].
+Inputs: a PIL image (any mode; converted to RGB first; PIL is imported only when one is passed), a
+uint8 tensor [3, H, W] or [B, 3, H, W] (0..255), or a float tensor of the same shapes with values in
+[0, 1]. Outputs are float32 [3, S, S] or [B, 3, S, S]. Float tensors that look like 0..255 values
+(maximum above 1.5) or already normalized (minimum below -0.5) are refused with a message.
 
-Resizing is bilinear with antialiasing (`F.interpolate(mode="bilinear", antialias=True)`), i.e. PIL's
-triangle filter widened by the downscale factor. Differences from PIL / torchvision `Resize`:
-- we resize in float32 and never round back to uint8, whereas PIL (and torchvision on PIL images or
-  uint8 tensors) resizes uint8 in two passes, rounding after each: results differ by at most about one
-  intensity level (1/255 before normalization, ~0.017 after);
-- torchvision's default interpolation is also bilinear + antialias; the DINOv3 probe scripts'
-  *bicubic* resize is not reproduced (their published val features used DALI's linear resize).
-Output sizes and crop offsets follow torchvision exactly: the long side becomes
-int(size * long / short), and the crop starts at int(round((H - S) / 2)).
+PIL images follow torchvision exactly (`Resize(resize_size)` + `CenterCrop(size)`, or
+`Resize((S, S))`, then `ToTensor` + `Normalize`): the resize is PIL's own `Image.resize(...,
+BILINEAR)` on the uint8 image (antialiased), the long side becomes int(size * long / short) and the
+crop starts at int(round((H - S) / 2)), then /255 and (x - mean) / std in float32. So features match
+what the released probes were trained on, bit for bit.
+
+Tensors take a float path: bilinear antialiased `F.interpolate` in float32, never rounded back to
+uint8; the same sizes and offsets, within about one intensity level of the PIL path.
 """
 
 from __future__ import annotations
@@ -34,35 +34,132 @@ import torch.nn.functional as F
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+# Normalized ImageNet images lie in about [-2.2, 2.7]; 0..255 pixel values (normalized or not) go far beyond.
+NORMALIZED_ABS_MAX = 8.0
+
+
+def check_normalized(images: torch.Tensor, name: str = "images") -> None:
+    """Refuse what cannot be a mean/std-normalized image: integer tensors, and floats beyond +-8
+    (0..255 pixels, normalized or not). Skipped under torch.compile (it reads a value back)."""
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{name} must be a normalized float image (ImageNet mean/std), got dtype {images.dtype}: convert "
+            "with canvit_model.preprocess (center_crop_transform / square_resize_transform / to_float_image + normalize)"
+        )
+    if torch.compiler.is_compiling() or images.numel() == 0:
+        return
+    peak = float(images.detach().abs().amax())
+    if not peak <= NORMALIZED_ABS_MAX:
+        raise ValueError(
+            f"{name} has values up to {peak:.4g} in magnitude: that looks like 0..255 pixels, not an image "
+            f"normalized with ImageNet mean/std (values within about [-2.2, 2.7]). Divide by 255 and normalize, "
+            "e.g. with canvit_model.preprocess.normalize, or use center_crop_transform / square_resize_transform"
+        )
+
 
 def _size2(size: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
-    if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
         raise ValueError(f"{name} must be a positive int or a (height, width) pair, got {size!r}")
     return int(size[0]), int(size[1])
 
 
-def to_float_image(image: Any) -> torch.Tensor:
+def _pil_module(image: Any) -> Any:
+    """PIL.Image if `image` is a PIL image, else None (PIL is imported only when it is already loaded)."""
+    import sys
+
+    pil = sys.modules.get("PIL.Image")
+    return pil if pil is not None and isinstance(image, pil.Image) else None
+
+
+def _pil_rgb(image: Any) -> Any:
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def _pil_to_uint8(image: Any) -> torch.Tensor:
+    """An RGB PIL image -> uint8 [3, H, W] (torchvision's `pil_to_tensor`)."""
+    rgb = _pil_rgb(image)
+    w, h = rgb.size
+    data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    return data.view(h, w, 3).permute(2, 0, 1).contiguous()
+
+
+def to_float_image(image: Any, name: str = "image") -> torch.Tensor:
     """PIL image / uint8 tensor / float tensor in [0, 1] -> float32 [3, H, W] or [B, 3, H, W] in [0, 1]."""
+    if image is None:
+        raise TypeError(f"{name} must be a PIL image or an image tensor, got None")
     if not isinstance(image, torch.Tensor):
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - a non-tensor without PIL installed
-            raise TypeError(f"expected a torch.Tensor or a PIL image, got {type(image).__name__}") from None
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"expected a torch.Tensor or a PIL image, got {type(image).__name__}")
-        rgb = image.convert("RGB")
-        w, h = rgb.size
-        data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-        image = data.view(h, w, 3).permute(2, 0, 1)
+        if _pil_module(image) is None:
+            raise TypeError(
+                f"{name} must be a PIL image or a torch.Tensor [3, H, W] / [B, 3, H, W], got {type(image).__name__}"
+            )
+        image = _pil_to_uint8(image)
     if image.ndim not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(f"expected an image tensor [3, H, W] or [B, 3, H, W] (RGB, channels first), got {list(image.shape)}")
+        raise ValueError(
+            f"{name} must be an image tensor [3, H, W] or [B, 3, H, W] (RGB, channels first), got {list(image.shape)}"
+        )
     if image.dtype == torch.uint8:
         return image.float() / 255
     if not image.is_floating_point():
-        raise ValueError(f"image tensors must be uint8 (0..255) or floating point (0..1), got {image.dtype}")
+        raise ValueError(f"{name} tensors must be uint8 (0..255) or floating point (0..1), got {image.dtype}")
+    if image.numel() and not torch.compiler.is_compiling():
+        lo, hi = float(image.detach().amin()), float(image.detach().amax())
+        if not hi <= 1.5:
+            raise ValueError(
+                f"{name} is a float tensor with values up to {hi:.4g}: that looks like 0..255 pixels. Float "
+                "images must be in [0, 1]: divide by 255, or pass a uint8 tensor (converted for you)"
+            )
+        if not lo >= -0.5:
+            raise ValueError(
+                f"{name} is a float tensor with values down to {lo:.4g}: it looks already normalized. "
+                "Preprocessing expects pixels in [0, 1] (float) or 0..255 (uint8)"
+            )
     return image.float()
+
+
+def imagenet_denormalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Undo `normalize`: x * std + mean per channel, for [3, H, W] or [..., 3, H, W] (e.g. to display a glimpse)."""
+    if not isinstance(image, torch.Tensor) or image.ndim < 3 or image.shape[-3] != 3:
+        raise ValueError(f"image must be a [..., 3, H, W] tensor, got {getattr(image, 'shape', type(image).__name__)}")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float (normalized) tensor, got dtype {image.dtype}")
+    m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return image * s + m
+
+
+def _resized_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """torchvision `Resize(int)` output (H, W): the short side becomes `size`, the long int(size * long / short)."""
+    if h <= w:
+        return size, int(size * w / h)
+    return int(size * h / w), size
+
+
+def _pil_resize(image: Any, hw: tuple[int, int]) -> Any:
+    """torchvision's Resize on a PIL image: PIL's BILINEAR resize (antialiased), uint8 in and out."""
+    pil = _pil_module(image)
+    h, w = hw
+    if image.size == (w, h):
+        return image
+    return image.resize((w, h), resample=pil.Resampling.BILINEAR)
+
+
+def _pil_center_crop(image: Any, hw: tuple[int, int]) -> Any:
+    ch, cw = hw
+    w, h = image.size
+    if ch > h or cw > w:
+        raise ValueError(f"crop {ch}x{cw} is larger than the image {h}x{w}")
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return image.crop((left, top, left + cw, top + ch))
 
 
 def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
@@ -76,14 +173,17 @@ def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     return x if batched else x[0]
 
 
+def _check_size(size: Any, name: str) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{name} must be a positive int, got {size!r}")
+    return size
+
+
 def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize so the shorter side is `size`, keeping the aspect ratio (torchvision `Resize(int)` sizes)."""
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    _check_size(size, "size")
     h, w = image.shape[-2:]
-    if h <= w:
-        return resize(image, (size, int(size * w / h)))
-    return resize(image, (int(size * h / w), size))
+    return resize(image, _resized_size(h, w, size))
 
 
 def center_crop(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
@@ -114,9 +214,19 @@ def center_crop_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Resize the shorter side to `resize_size` (default `size`), centre-crop `size` x `size`, normalize."""
+    """Resize the shorter side to `resize_size` (default `size`), centre-crop `size` x `size`, normalize.
+
+    A PIL image goes through PIL exactly as torchvision's Resize + CenterCrop + ToTensor + Normalize.
+    """
+    _check_size(size, "size")
+    short = _check_size(size if resize_size is None else resize_size, "resize_size")
+    if _pil_module(image) is not None:
+        rgb = _pil_rgb(image)
+        w, h = rgb.size
+        rgb = _pil_center_crop(_pil_resize(rgb, _resized_size(h, w, short)), (size, size))
+        return normalize(to_float_image(rgb), mean, std)
     x = to_float_image(image)
-    x = resize_short_side(x, size if resize_size is None else resize_size)
+    x = resize_short_side(x, short)
     return normalize(center_crop(x, size), mean, std)
 
 
@@ -127,5 +237,11 @@ def square_resize_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Resize to exactly `size` x `size` (aspect ratio not kept; the ADE20K scene recipe), normalize."""
-    return normalize(resize(to_float_image(image), size), mean, std)
+    """Resize to exactly `size` x `size` (aspect ratio not kept; the ADE20K scene recipe), normalize.
+
+    A PIL image goes through PIL exactly as torchvision's Resize((S, S)) + ToTensor + Normalize.
+    """
+    hw = _size2(size, "size")
+    if _pil_module(image) is not None:
+        return normalize(to_float_image(_pil_resize(_pil_rgb(image), hw)), mean, std)
+    return normalize(resize(to_float_image(image), hw), mean, std)

@@ -19,6 +19,11 @@ class ViT(nn.Module):
         self.patch_embed = PatchEmbed(cfg.dim, cfg.patch_size)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
 
+    @property
+    def config(self) -> ViTConfig:
+        """The architecture (canvit-pytorch / transformers' name; `cfg` is the same object)."""
+        return self.cfg
+
     def rope(self, positions: torch.Tensor, num_prefix: int) -> Rope:
         """RoPE tables for the blocks: positions [..., N, 2] in scene coordinates."""
         periods = rope_periods(self.cfg.head_dim, self.cfg.rope_base, device=positions.device)
