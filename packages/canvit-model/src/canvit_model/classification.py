@@ -227,10 +227,11 @@ class CanViTForImageClassification(nn.Module):
         sd = read_safetensors(files[WEIGHTS_NAME])
         if "n_classes" not in raw:
             raise ValueError(f"{os.fspath(repo_or_dir)}: config.json lacks 'n_classes' (has {sorted(raw)})")
+        source = os.fspath(files[CONFIG_NAME])
         if "canvit_config" in raw:
-            cfg, layout = CanViTConfig.from_dict(raw["canvit_config"]), "0.2"
+            cfg, layout = CanViTConfig.from_dict(raw["canvit_config"], source), "0.2"
         elif "model_config" in raw and "backbone_name" in raw:
-            cfg, layout = _config_from_v01(raw)[0], "0.1"
+            cfg, layout = _config_from_v01(raw, source)[0], "0.1"
 
             def rename(k: str) -> str:
                 if k.startswith("canvit."):
