@@ -124,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"p_stop={c.stop_probability}, {c.steps} steps (warmup {c.warmup_steps}), batch {c.batch_size}, "
                   f"lr {c.lr_peak}, dense loss {c.dense_loss}")
         return 0
-    if args.threads:
+    if args.threads or args.preset == "smoke":
         import torch
 
-        torch.set_num_threads(args.threads)
+        # smoke: one thread; tiny ops are latency-bound and oversubscribed cores make threads spin
+        torch.set_num_threads(args.threads or 1)
     from . import checkpoint as ckpt
     from .data import DataMissing, build_data
     from .trainer import NonFiniteLoss, RunOptions, train
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             return _err(f"--export-final: no complete checkpoint under {run_dir / 'checkpoints'}")
         return export_final(latest, cfg, run_dir)
 
-    no_data = args.features is None and args.images is None and cfg.teacher != "tiny-random"
+    no_data = args.features is None and args.images is None and not args.synthetic and cfg.teacher != "tiny-random"
     if no_data:
         from .data import NO_DATA_HELP
 

@@ -126,7 +126,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    "order, saved to RUN_DIR/order.parquet)")
     g.add_argument("--val-features", metavar="DIR", help="export of held-out scenes for validation")
     g.add_argument("--val-images", metavar="SRC", help="held-out scenes for validation")
+    g.add_argument("--standardizers", metavar="FILE", help="per-position statistics from `canvit-train "
+                   "compute-standardizers` (default: FEATURES/standardizers.safetensors if present, else fitted "
+                   "on the first --standardizer-samples scenes)")
     g.add_argument("--workers", type=int, default=8, help="data loader worker processes (default 8)")
+    g.add_argument("--synthetic", type=int, metavar="DIM", help="no data: random scenes with DIM-dim targets that are "
+                   "a fixed function of them (pipeline checks, tests, benchmarks)")
     g.add_argument("--smoke-data", metavar="DIR", help="smoke: where to generate the scene set (default RUN_DIR/data)")
 
 
@@ -169,6 +174,8 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
     from canvit_train.data.shards import Manifest
     from canvit_train.data.teacher import load_teacher
 
+    if getattr(args, "synthetic", None):
+        return synthetic_setup(cfg, dim=args.synthetic, seed=cfg.seed)
     workers = args.workers
     images, features, val_images, val_features = args.images, args.features, args.val_images, args.val_features
     teacher_id = cfg.teacher
@@ -196,7 +203,15 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
                                       rank=r, world_size=w, **kw)
 
         teacher = None
+        default_stats = Path(features) / "standardizers.safetensors"
+        standardizers = args.standardizers or (str(default_stats) if default_stats.is_file() else None)
+
+        def shard_features() -> Any:
+            from canvit_train.data.standardizers import iter_shard_features
+
+            return iter_shard_features(features, checksum=False)
     else:
+        standardizers, shard_features = args.standardizers, None
         teacher = load_teacher(teacher_id, device)
         dim, grid = teacher.cfg.dim, cfg.scene_size // teacher.cfg.patch_size
         if args.order:
@@ -235,4 +250,6 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
     elif val_images is not None:
         raise DataMissing("--val-images with --features needs --val-features (their exported targets)")
     desc["validation"] = str(val_features or val_images or "none")
-    return DataSetup(train=train, teacher_dim=dim, teacher_grid=grid, validation=validation, description=desc)
+    desc["standardizers"] = standardizers or "fitted at the start"
+    return DataSetup(train=train, teacher_dim=dim, teacher_grid=grid, validation=validation,
+                     standardizers=standardizers, features=shard_features, description=desc)

@@ -50,13 +50,14 @@ class DataSetup:
     train(start_position, rank, world_size) -> an iterable of TrainingBatch (this rank's rows of each
     global batch of cfg.batch_size, starting at global sample `start_position`).
     validation() -> one held-out TrainingBatch (all rows), or None.
-    standardizer_samples(n) -> iterable of TrainingBatch covering the first n samples (fitting).
     """
 
     train: Callable[[int, int, int], Iterable[Any]]
     teacher_dim: int
     teacher_grid: int
     validation: Callable[[], Any] | None = None
+    standardizers: str | None = None  # a compute-standardizers file; None: fit on the stream's first scenes
+    features: Callable[[], Iterable[tuple[Any, Any]]] | None = None  # (patches, cls) chunks in stored order
     description: dict[str, Any] = field(default_factory=dict)
 
 
@@ -251,31 +252,22 @@ def build_model(cfg: PretrainConfig, teacher_dim: int, teacher_grid: int) -> Can
     return model
 
 
-@torch.no_grad()
-def fit_standardizers(model: CanViTForPretraining, batches: Iterable[Any], num_samples: int) -> int:
-    """Per-position mean / population variance over the first `num_samples` samples (float64, streamed)."""
-    n = 0
-    sums: dict[str, list[torch.Tensor]] = {}
-    for batch in batches:
-        take = min(len(batch.scenes), num_samples - n)
-        for name, x in (("patch", batch.patches[:take]), ("cls", batch.cls[:take, None])):
-            x = x.double().cpu()
-            s = sums.setdefault(name, [torch.zeros(x.shape[1:], dtype=torch.float64), torch.zeros(x.shape[1:], dtype=torch.float64)])
-            s[0] += x.sum(0)
-            s[1] += (x * x).sum(0)
-        n += take
-        if n >= num_samples:
-            break
-    if n == 0:
-        raise ValueError("no samples to fit the standardizers")
-    for name, std in (("patch", model.teacher_patch_standardizer), ("cls", model.teacher_cls_standardizer)):
-        s1, s2 = sums[name]
-        mean = s1 / n
-        var = (s2 / n - mean * mean).clamp_min(0)
-        std.mean.copy_(mean.float())
-        std.var.copy_(var.float())
-        std.fitted.fill_(True)
-    return n
+def fit_model_standardizers(model: CanViTForPretraining, data: DataSetup, num_samples: int) -> str:
+    """Per-position statistics into the model's standardizer buffers (they ship with every checkpoint).
+
+    From `data.standardizers` (a `canvit-train compute-standardizers` file) when given, else fitted on
+    the first `num_samples` samples of the training stream (the paper: the first shard, 4096 scenes).
+    """
+    from canvit_train.data.standardizers import apply_standardizers, fit_standardizers, load_standardizers
+
+    if data.standardizers is not None:
+        apply_standardizers(model, load_standardizers(data.standardizers))
+        return f"loaded the per-position standardizers from {data.standardizers}"
+    features = data.features() if data.features is not None else (
+        (b.patches, b.cls) for b in data.train(0, 0, 1))
+    stats = fit_standardizers(features, num_samples, require_all=False)
+    apply_standardizers(model, stats)
+    return f"fitted the per-position standardizers on the first {num_samples} scenes of the stream (or all there are)"
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -360,8 +352,7 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
         _log(f"resumed from {latest.path} (step {start_step}, data position {latest.state['data_position']})", d)
     else:
         if not bool(model.teacher_patch_standardizer.fitted):
-            n = fit_standardizers(model, data.train(0, 0, 1), cfg.standardizer_samples)
-            _log(f"fitted the per-position standardizers on the first {n} scenes", d)
+            _log(fit_model_standardizers(model, data, cfg.standardizer_samples), d)
         if d.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.json").write_text(json.dumps({"preset": opts.preset, "config": _jsonable_cfg(cfg),
