@@ -1,14 +1,11 @@
 """Training loader: alignment with the shards, exact resume, DDP slicing, workers, online teacher."""
 
-import numpy as np
 import pytest
 import torch
-
+from canvit_data import open_images
 from canvit_train.data.loader import FeatureShardLoader, OnlineTeacherLoader, TrainingBatch
 from canvit_train.data.scenes import SceneOrder, load_scene
 from canvit_train.data.smoke import make_smoke_data, smoke_export
-
-from canvit_data import open_images
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +50,7 @@ def test_resume_mid_shard_equals_uninterrupted_stream(smoke):
     data, feats, _ = smoke
     full = take(FeatureShardLoader(feats, data.scenes, batch_size=4, num_workers=0), 8)
     resumed = take(FeatureShardLoader(feats, data.scenes, batch_size=4, start_position=3 * 4 + 0, num_workers=0), 5)
-    for a, b in zip(full[3:], resumed):
+    for a, b in zip(full[3:], resumed, strict=True):
         assert torch.equal(a.positions, b.positions) and torch.equal(a.patches, b.patches)
         assert torch.equal(a.scenes, b.scenes)
     odd = take(FeatureShardLoader(feats, data.scenes, batch_size=4, start_position=5, num_workers=0), 2)
@@ -64,15 +61,20 @@ def test_resume_mid_shard_equals_uninterrupted_stream(smoke):
 def test_ranks_split_each_global_batch_and_workers_keep_the_order(smoke):
     data, feats, _ = smoke
     single = take(FeatureShardLoader(feats, data.scenes, batch_size=6, start_position=2, num_workers=0), 4)
-    ranks = [take(FeatureShardLoader(feats, data.scenes, batch_size=6, start_position=2, num_workers=0,
-                                     rank=r, world_size=3), 4) for r in range(3)]
+    ranks = [
+        take(
+            FeatureShardLoader(feats, data.scenes, batch_size=6, start_position=2, num_workers=0, rank=r, world_size=3),
+            4,
+        )
+        for r in range(3)
+    ]
     for j in range(4):
         assert all(len(rk[j]) == 2 for rk in ranks)
         union = torch.cat([rk[j].patches for rk in ranks])
         assert torch.equal(union, single[j].patches)
         assert torch.equal(torch.cat([rk[j].positions for rk in ranks]), single[j].positions)
     workers = take(FeatureShardLoader(feats, data.scenes, batch_size=6, start_position=2, num_workers=2), 4)
-    for a, b in zip(single, workers):
+    for a, b in zip(single, workers, strict=True):
         assert torch.equal(a.positions, b.positions) and torch.equal(a.scenes, b.scenes)
     with pytest.raises(ValueError, match="divisible by world_size"):
         FeatureShardLoader(feats, data.scenes, batch_size=5, world_size=2, num_workers=0)
@@ -81,9 +83,13 @@ def test_ranks_split_each_global_batch_and_workers_keep_the_order(smoke):
 def test_online_teacher_targets_equal_the_shards(smoke):
     data, feats, _ = smoke
     shard = take(FeatureShardLoader(feats, data.scenes, batch_size=5, start_position=7, num_workers=0), 3)
-    online = take(OnlineTeacherLoader(str(data.teacher), data.scenes, feats, batch_size=5, start_position=7,
-                                      num_workers=0, resolution=32), 3)
-    for a, b in zip(shard, online):
+    online = take(
+        OnlineTeacherLoader(
+            str(data.teacher), data.scenes, feats, batch_size=5, start_position=7, num_workers=0, resolution=32
+        ),
+        3,
+    )
+    for a, b in zip(shard, online, strict=True):
         assert torch.equal(a.positions, b.positions) and torch.equal(a.scenes, b.scenes)
         assert b.patches.dtype == torch.float32
         # equal up to the float16 rounding of storage (half an ulp, plus batch-composition noise)
@@ -93,8 +99,12 @@ def test_online_teacher_targets_equal_the_shards(smoke):
 
 
 def test_training_batch_to_casts_after_transfer():
-    b = TrainingBatch(torch.zeros(2, 3, 32, 32), torch.ones(2, 4, 8, dtype=torch.float16),
-                      torch.ones(2, 8, dtype=torch.float16), torch.arange(2))
+    b = TrainingBatch(
+        torch.zeros(2, 3, 32, 32),
+        torch.ones(2, 4, 8, dtype=torch.float16),
+        torch.ones(2, 8, dtype=torch.float16),
+        torch.arange(2),
+    )
     m = b.to("cpu")
     assert m.patches.dtype == torch.float32 and m.cls.dtype == torch.float32 and m.positions.dtype == torch.int64
     assert len(m) == 2

@@ -6,11 +6,13 @@ from .sources import (
     FolderSource,
     ImageDecodeError,
     ImageSource,
+    StreamingSource,
     decode_image,
     open_images,
+    open_streaming_images,
 )
 
 __all__ = [
     "IMAGE_EXTENSIONS", "DatasetSource", "FolderSource", "ImageDecodeError", "ImageSource", "decode_image",
-    "open_images",
+    "open_images", "StreamingSource", "open_streaming_images",
 ]

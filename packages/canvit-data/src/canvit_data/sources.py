@@ -265,3 +265,108 @@ def open_images(
 
 def classes_of(source: ImageSource) -> Sequence[str] | None:
     return source.classes
+
+
+class StreamingSource(ImageSource):
+    """A streamed Hugging Face dataset (`datasets.IterableDataset`) behind the indexable interface.
+
+    Nothing is downloaded up front. Reads are cheapest in increasing index order (the export and the
+    training loaders read each shard's rows in order): `load(i)` advances one cursor over the stream,
+    skipping forward when `i` is ahead and restarting at `dataset.skip(i)` when it is behind. The row
+    count must be known (dataset info, or `num_rows`); keys are `row:<i>` like DatasetSource's.
+    """
+
+    def __init__(self, dataset: Any, *, name: str, num_rows: int | None = None, image_column: str | None = None,
+                 label_column: str | None = None) -> None:
+        import datasets
+
+        if not isinstance(dataset, datasets.IterableDataset):
+            raise TypeError(f"expected a datasets.IterableDataset, got {type(dataset).__name__}")
+        self.name = name
+        if num_rows is None:
+            splits = getattr(dataset.info, "splits", None) or {}
+            split = str(dataset.split) if dataset.split is not None else None
+            if split in splits and splits[split].num_examples:
+                num_rows = int(splits[split].num_examples)
+        if num_rows is None:
+            raise ValueError(f"the row count of the streamed dataset {name} is unknown (no split info); "
+                             "pass num_rows=... or load it without streaming")
+        self.num_rows = int(num_rows)
+        features = dataset.features
+        if features is not None:
+            self.image_column = image_column or _find_image_column(features, name)
+            if isinstance(features.get(self.image_column), datasets.Image):
+                dataset = dataset.cast_column(self.image_column, datasets.Image(decode=False))
+            self.label_column = label_column if label_column is not None else _find_label_column(features)
+        else:
+            self.image_column, self.label_column = image_column or "image", label_column
+        self.dataset = dataset
+        self._it: Any = None
+        self._next = 0
+        self._row: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own cursor
+        return {**self.__dict__, "_it": None, "_next": 0, "_row": None}
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def key(self, index: int) -> str:
+        return f"row:{self._check_index(index)}"
+
+    def row(self, index: int) -> dict[str, Any]:
+        index = self._check_index(index)
+        if self._row is not None and self._next == index + 1:
+            return self._row
+        if self._it is None or index < self._next:
+            self._it, self._next = iter(self.dataset.skip(index) if index else self.dataset), index
+        while self._next <= index:
+            try:
+                self._row = next(self._it)
+            except StopIteration:
+                raise IndexError(
+                    f"{self.name} ended at row {self._next}, before the expected {self.num_rows} rows"
+                ) from None
+            self._next += 1
+        assert self._row is not None
+        return self._row
+
+    def label(self, index: int) -> int | None:
+        if self.label_column is None:
+            return None
+        value = self.row(index).get(self.label_column)
+        return None if value is None else int(value)
+
+    def load(self, index: int) -> Any:
+        return DatasetSource.load_value(self.row(index).get(self.image_column), self.key(index))
+
+
+def open_streaming_images(
+    spec: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    revision: str | None = None,
+) -> StreamingSource:
+    """Open a hub dataset (or a local data directory / `save_to_disk` directory) as a stream."""
+    import datasets
+
+    path = Path(spec)
+    if path.is_dir() and any((path / m).exists() for m in _DATASET_MARKERS):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split is None and len(ds) == 1:
+                split = next(iter(ds))
+            if split not in ds:
+                raise ValueError(f"split={split!r} is not in {str(spec)!r}; splits: {list(ds)}")
+            ds = ds[split]
+        return StreamingSource(ds.to_iterable_dataset(), name=f"{spec}[{split}]", num_rows=len(ds),
+                               image_column=image_column, label_column=label_column)
+    if split is None:
+        raise ValueError(f"streaming {str(spec)!r} needs a split (--split)")
+    try:
+        ds = datasets.load_dataset(str(spec), split=split, streaming=True, revision=revision)
+    except Exception as e:
+        raise ValueError(f"cannot stream {str(spec)!r} ({type(e).__name__}: {e})") from e
+    return StreamingSource(ds, name=f"{spec}[{split}]", image_column=image_column, label_column=label_column)

@@ -46,8 +46,20 @@ from .shards import (
 from .teacher import DEFAULT_TEACHER, load_teacher, teacher_targets
 
 IN21K_IMAGES = 13_200_000  # the paper's ImageNet-21k count, for the storage estimate
-IDENTITY = ("format", "teacher", "scenes", "split", "image_column", "resolution", "grid", "dim", "dtype",
-            "shard_size", "seed", "num_images")
+IDENTITY = (
+    "format",
+    "teacher",
+    "scenes",
+    "split",
+    "image_column",
+    "resolution",
+    "grid",
+    "dim",
+    "dtype",
+    "shard_size",
+    "seed",
+    "num_images",
+)
 
 
 @dataclass
@@ -86,11 +98,20 @@ class ExportConfig:
 
 
 def teacher_shape(teacher: str) -> tuple[int, int]:
-    """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run."""
-    from canvit_model.dinov3 import config_from_hf
-    from canvit_model.hub import CONFIG_NAME, read_json as read_cfg, resolve_files
+    """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run. The released
+    DINOv3 hub ids are known offline."""
+    from canvit_model.config import backbone_config
+    from canvit_model.dinov3 import HUB_REPOS, config_from_hf
+    from canvit_model.hub import CONFIG_NAME, resolve_files
+    from canvit_model.hub import read_json as read_cfg
 
-    cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+    try:
+        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+    except OSError:
+        known = {repo: name for name, repo in HUB_REPOS.items()}
+        if teacher not in known:
+            raise
+        cfg = backbone_config(known[teacher])
     return cfg.patch_size, cfg.dim
 
 
@@ -113,21 +134,20 @@ def _check_resolution(resolution: int, patch: int) -> int:
     return resolution // patch
 
 
-class _ShardImages(torch.utils.data.Dataset):
-    """Positions [start, end) -> (scene or empty, position, failure reason or '')."""
+class _Images(torch.utils.data.Dataset):
+    """Global position -> (scene or empty, position, failure reason or '')."""
 
-    def __init__(self, source: Any, order: SceneOrder, start: int, end: int, resolution: int) -> None:
-        self.source, self.indices, self.keys = source, order.indices[start:end], order.keys[start:end]
-        self.start, self.resolution = start, resolution
+    def __init__(self, source: Any, order: SceneOrder, resolution: int) -> None:
+        self.source, self.indices, self.resolution = source, order.indices, resolution
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        x, reason = try_load_scene(self.source, int(self.indices[i]), self.resolution)
+    def __getitem__(self, p: int) -> tuple[torch.Tensor, int, str]:
+        x, reason = try_load_scene(self.source, int(self.indices[p]), self.resolution)
         if x is None:
-            return torch.zeros(0), self.start + i, reason or "unknown"
-        return x, self.start + i, ""
+            return torch.zeros(0), p, reason or "unknown"
+        return x, p, ""
 
 
 def _collate(items: list[tuple[torch.Tensor, int, str]]) -> list[tuple[torch.Tensor, int, str]]:
@@ -139,9 +159,18 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     out = Path(cfg.out)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     identity = {
-        "format": FORMAT, "teacher": cfg.teacher, "scenes": str(cfg.scenes), "split": cfg.split,
-        "image_column": cfg.image_column, "resolution": cfg.resolution, "grid": grid, "dim": dim,
-        "dtype": "float16", "shard_size": cfg.shard_size, "seed": cfg.seed, "num_images": len(source),
+        "format": FORMAT,
+        "teacher": cfg.teacher,
+        "scenes": str(cfg.scenes),
+        "split": cfg.split,
+        "image_column": cfg.image_column,
+        "resolution": cfg.resolution,
+        "grid": grid,
+        "dim": dim,
+        "dtype": "float16",
+        "shard_size": cfg.shard_size,
+        "seed": cfg.seed,
+        "num_images": len(source),
     }
     path = out / EXPORT_FILE
     if path.is_file():
@@ -156,15 +185,23 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     else:
         from canvit_results.provenance import code_version
 
-        write_json(path, {**identity, "code": code_version(Path(__file__)),
-                          "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_json(
+            path,
+            {
+                **identity,
+                "code": code_version(Path(__file__)),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
     order = SceneOrder.identity(source) if cfg.streaming else SceneOrder.from_source(source, cfg.seed)
     opath = out / ORDER_FILE
     if opath.is_file():
         stored = SceneOrder.load(opath)
         if not stored.equals(order):
-            raise ValueError(f"{opath} does not match the order of {cfg.scenes!r} with --seed {cfg.seed}: "
-                             "the scene source changed since the export started")
+            raise ValueError(
+                f"{opath} does not match the order of {cfg.scenes!r} with --seed {cfg.seed}: "
+                "the scene source changed since the export started"
+            )
     else:
         order.save(opath)
     return order
@@ -188,48 +225,107 @@ def _clean_partial(out: Path, shard: int) -> None:
     shard_path(out, shard).unlink(missing_ok=True)
 
 
-def export_shard(cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shard: int,
-                 bar: Any = None) -> dict[str, Any]:
-    """Compute, write and record one shard. Batches depend only on the shard, so bytes are reproducible."""
+class _ShardBuffer:
+    """One shard's rows as they arrive: preallocated float16 [shard_size, G², D] (no concatenation copy)."""
+
+    def __init__(self, shard: int, start: int, end: int, grid: int, dim: int) -> None:
+        self.shard, self.start, self.end = shard, start, end
+        self.patches = torch.empty(end - start, grid * grid, dim, dtype=torch.float16)
+        self.cls = torch.empty(end - start, dim, dtype=torch.float16)
+        self.positions: list[int] = []
+        self.failed: list[dict[str, Any]] = []
+        self.seen = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, patches: torch.Tensor, cls: torch.Tensor, positions: list[int]) -> None:
+        n, r = len(positions), len(self.positions)
+        self.patches[r : r + n] = patches.to(torch.float16).cpu()
+        self.cls[r : r + n] = cls.to(torch.float16).cpu()
+        self.positions += positions
+
+    @property
+    def done(self) -> bool:
+        return self.seen == self.end - self.start
+
+
+def _write_shard(cfg: ExportConfig, buf: _ShardBuffer) -> dict[str, Any]:
+    """Write the shard file atomically, then its record (whose presence marks the shard complete)."""
     out = Path(cfg.out)
-    t0 = time.perf_counter()
-    start, end = shard_range(shard, cfg.shard_size, len(order))
-    ds = _ShardImages(source, order, start, end, cfg.resolution)
-    dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.loader_workers,
-                                     collate_fn=_collate, pin_memory=torch.device(cfg.device).type == "cuda")
-    patches, cls, positions, failed = [], [], [], []
-    for items in dl:
-        ok = [it for it in items if not it[2]]
-        for _, p, reason in items:
-            if reason:
-                failed.append({"position": p, "key": order.key(p), "reason": reason})
-        if ok:
-            scenes = torch.stack([x for x, _, _ in ok]).to(cfg.device, non_blocking=True)
-            pt, ct = teacher_targets(teacher, scenes)
-            patches.append(pt.to(torch.float16).cpu())
-            cls.append(ct.to(torch.float16).cpu())
-            positions += [p for _, p, _ in ok]
-        if bar is not None:
-            bar.update(len(items))
-    g, d = teacher_shape_of(teacher, cfg.resolution)
-    p_all = torch.cat(patches) if patches else torch.zeros(0, g * g, d, dtype=torch.float16)
-    c_all = torch.cat(cls) if cls else torch.zeros(0, d, dtype=torch.float16)
-    pos = torch.tensor(positions, dtype=torch.int64)
-    path = shard_path(out, shard)
-    meta = {"format": FORMAT, "shard": str(shard), "start": str(start), "end": str(end),
-            "teacher": cfg.teacher, "resolution": str(cfg.resolution)}
-    write_shard(path, p_all, c_all, pos, meta)
-    record = {
-        "shard": shard, "file": f"{SHARD_DIR}/{path.name}", "start": start, "end": end, "rows": len(positions),
-        "bytes": path.stat().st_size, "sha256": sha256_file(path), "failed": failed,
-        "seconds": round(time.perf_counter() - t0, 3), "worker": f"{cfg.worker_index}/{cfg.num_workers}",
+    rows = len(buf.positions)
+    path = shard_path(out, buf.shard)
+    meta = {
+        "format": FORMAT,
+        "shard": str(buf.shard),
+        "start": str(buf.start),
+        "end": str(buf.end),
+        "teacher": cfg.teacher,
+        "resolution": str(cfg.resolution),
     }
-    write_json(record_path(out, shard), record)  # last: its presence marks the shard complete
+    write_shard(path, buf.patches[:rows], buf.cls[:rows], torch.tensor(buf.positions, dtype=torch.int64), meta)
+    record = {
+        "shard": buf.shard,
+        "file": f"{SHARD_DIR}/{path.name}",
+        "start": buf.start,
+        "end": buf.end,
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "failed": buf.failed,
+        "seconds": round(time.perf_counter() - buf.t0, 3),
+        "worker": f"{cfg.worker_index}/{cfg.num_workers}",
+    }
+    write_json(record_path(out, buf.shard), record)
     return record
 
 
-def teacher_shape_of(teacher: Any, resolution: int) -> tuple[int, int]:
-    return resolution // teacher.cfg.patch_size, teacher.cfg.dim
+def export_shards(
+    cfg: ExportConfig, teacher: Any, source: Any, order: SceneOrder, shards: list[int], bar: Any = None
+) -> list[dict[str, Any]]:
+    """Compute and write `shards`. One DataLoader streams all of them (decoding runs ahead across shard
+    boundaries); a batch never spans two shards, so every shard's batches, hence its bytes, depend
+    only on the shard. Each finished shard is written by a background thread while the next computes."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    grid, dim = cfg.resolution // teacher.cfg.patch_size, teacher.cfg.dim
+    ranges = {s: shard_range(s, cfg.shard_size, len(order)) for s in shards}
+    batches: list[list[int]] = []  # global positions, never across a shard boundary
+    for s in shards:
+        first, end = ranges[s]
+        batches += [list(range(b, min(b + cfg.batch_size, end))) for b in range(first, end, cfg.batch_size)]
+    dl = torch.utils.data.DataLoader(
+        _Images(source, order, cfg.resolution),
+        batch_sampler=batches,
+        num_workers=cfg.loader_workers,
+        collate_fn=_collate,
+        pin_memory=torch.device(cfg.device).type == "cuda",
+    )
+    records: list[dict[str, Any]] = []
+    pending: Future | None = None
+    buf: _ShardBuffer | None = None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        try:
+            for items in dl:
+                p0 = items[0][1]
+                if buf is None:
+                    s = p0 // cfg.shard_size
+                    buf = _ShardBuffer(s, *ranges[s], grid, dim)
+                ok = [it for it in items if not it[2]]
+                buf.failed += [{"position": p, "key": order.key(p), "reason": r} for _, p, r in items if r]
+                if ok:
+                    scenes = torch.stack([x for x, _, _ in ok]).to(cfg.device, non_blocking=True)
+                    pt, ct = teacher_targets(teacher, scenes)
+                    buf.add(pt, ct, [p for _, p, _ in ok])
+                buf.seen += len(items)
+                if bar is not None:
+                    bar.update(len(items))
+                if buf.done:
+                    if pending is not None:
+                        records.append(pending.result())
+                    pending, buf = writer.submit(_write_shard, cfg, buf), None
+        finally:
+            if pending is not None:  # a finished shard is worth keeping even if the next one failed
+                records.append(pending.result())
+    return records
 
 
 def export_features(cfg: ExportConfig) -> Manifest:
@@ -243,17 +339,26 @@ def export_features(cfg: ExportConfig) -> Manifest:
     mine = [s for s in range(n) if s % cfg.num_workers == cfg.worker_index]
     todo = [s for s in mine if not _shard_done(out, s)]
     total = sum(e - b for b, e in (shard_range(s, cfg.shard_size, len(order)) for s in todo))
-    print(f"export: {len(order)} images, {n} shards of {cfg.shard_size}; worker {cfg.worker_index}/{cfg.num_workers} "
-          f"owns {len(mine)}, {len(mine) - len(todo)} already complete, {len(todo)} to do ({total} images) "
-          f"on {cfg.device}", file=sys.stderr)
+    print(
+        f"export: {len(order)} images, {n} shards of {cfg.shard_size}; worker {cfg.worker_index}/{cfg.num_workers} "
+        f"owns {len(mine)}, {len(mine) - len(todo)} already complete, {len(todo)} to do ({total} images) "
+        f"on {cfg.device}",
+        file=sys.stderr,
+    )
     from tqdm import tqdm
 
-    bar = tqdm(total=int(total), unit="img", desc=f"export w{cfg.worker_index}", disable=not cfg.progress,
-               dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(
+        total=int(total),
+        unit="img",
+        desc=f"export w{cfg.worker_index}",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
+    for s in todo:
+        _clean_partial(out, s)
     try:
-        for s in todo:
-            _clean_partial(out, s)
-            export_shard(cfg, teacher, source, order, s, bar)
+        export_shards(cfg, teacher, source, order, todo, bar)
     finally:
         bar.close()
     manifest = merge_manifest(out)
@@ -266,7 +371,6 @@ def _record_results(cfg: ExportConfig, manifest: Manifest) -> None:
     if not cfg.results:
         return
     import pandas as pd
-
     from canvit_results import RunExistsError, is_complete, provenance, write_run
 
     name = lambda s: re.sub(r"[^A-Za-z0-9._=+-]+", "_", str(s).strip("/")).strip("._") or "x"  # noqa: E731
@@ -274,13 +378,30 @@ def _record_results(cfg: ExportConfig, manifest: Manifest) -> None:
     if is_complete(cfg.results, "teacher-export", key):
         return
     recs = [manifest.records[s] for s in sorted(manifest.records)]
-    table = pd.DataFrame({"shard": [r["shard"] for r in recs], "rows": [r["rows"] for r in recs],
-                          "seconds": [r["seconds"] for r in recs]})
-    prov = provenance(config=asdict(cfg), seed=cfg.seed, checkpoint=cfg.teacher, device=cfg.device,
-                      wall_time_s=float(table["seconds"].sum()), num_failed=len(manifest.failed))
+    table = pd.DataFrame(
+        {
+            "shard": [r["shard"] for r in recs],
+            "rows": [r["rows"] for r in recs],
+            "seconds": [r["seconds"] for r in recs],
+        }
+    )
+    prov = provenance(
+        config=asdict(cfg),
+        seed=cfg.seed,
+        checkpoint=cfg.teacher,
+        device=cfg.device,
+        wall_time_s=float(table["seconds"].sum()),
+        num_failed=len(manifest.failed),
+    )
     try:
-        write_run(cfg.results, "teacher-export", key, table, prov,
-                  extra={"teacher": cfg.teacher, "resolution": cfg.resolution, "out": str(Path(cfg.out).resolve())})
+        write_run(
+            cfg.results,
+            "teacher-export",
+            key,
+            table,
+            prov,
+            extra={"teacher": cfg.teacher, "resolution": cfg.resolution, "out": str(Path(cfg.out).resolve())},
+        )
     except RunExistsError:  # another worker finished at the same moment
         pass
 
@@ -294,7 +415,8 @@ def dry_run(cfg: ExportConfig) -> str:
     lines = [
         f"scenes:     {cfg.scenes} ({n} images)",
         f"teacher:    {cfg.teacher} (patch {patch}, dim {dim}); resolution {cfg.resolution} -> grid {grid}x{grid}",
-        f"per image:  {human(per)} ({per} bytes: float16 patches [{grid * grid}, {dim}] + float16 cls [{dim}] + int64 position)",
+        f"per image:  {human(per)} ({per} bytes: float16 patches [{grid * grid}, {dim}] + float16 cls [{dim}]"
+        " + int64 position)",
         f"per shard:  {human(per * cfg.shard_size)} ({cfg.shard_size} images)",
         f"total:      {human(per * n)} in {num_shards(n, cfg.shard_size)} shards",
         f"for {IN21K_IMAGES / 1e6:.1f}M images (ImageNet-21k): {human(per * IN21K_IMAGES)} "
@@ -316,20 +438,34 @@ EXAMPLE = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="canvit-train export-teacher-features", description=__doc__.split("\n\n")[0],
-                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default=DEFAULT_TEACHER, help="hub id or local directory (transformers DINOv3 layout); default %(default)s")
-    ap.add_argument("--scenes", required=True, help="image folder (recursive) or Hugging Face dataset (hub id or local directory)")
+    ap = argparse.ArgumentParser(
+        prog="canvit-train export-teacher-features",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--teacher",
+        default=DEFAULT_TEACHER,
+        help="hub id or local directory (transformers DINOv3 layout); default %(default)s",
+    )
+    ap.add_argument(
+        "--scenes", required=True, help="image folder (recursive) or Hugging Face dataset (hub id or local directory)"
+    )
     ap.add_argument("--out", required=True, help="export directory (shards, order.parquet, manifest.json)")
     ap.add_argument("--split", default=None, help="dataset split (datasets only)")
     ap.add_argument("--image-column", default=None, help="dataset image column (default: auto-detected)")
-    ap.add_argument("--streaming", action="store_true", help="stream a hub dataset (no permutation: the stream's own order)")
+    ap.add_argument(
+        "--streaming", action="store_true", help="stream a hub dataset (no permutation: the stream's own order)"
+    )
     ap.add_argument("--shard-size", type=int, default=4096)
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto", help="cuda, cuda:N, cpu; default: cuda:$LOCAL_RANK when available")
     ap.add_argument("--seed", type=int, default=0, help="seed of the global permutation")
-    ap.add_argument("--num-workers", type=int, default=None, help="export processes sharing the work (default $WORLD_SIZE or 1)")
+    ap.add_argument(
+        "--num-workers", type=int, default=None, help="export processes sharing the work (default $WORLD_SIZE or 1)"
+    )
     ap.add_argument("--worker-index", type=int, default=None, help="this process's index (default $RANK or 0)")
     ap.add_argument("--loader-workers", type=int, default=4, help="image-decoding processes per export process")
     ap.add_argument("--results", default="results", help="results store for the export's provenance ('' to skip)")
@@ -342,21 +478,34 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = ExportConfig(
-            teacher=args.teacher, scenes=args.scenes, out=args.out, shard_size=args.shard_size,
-            resolution=args.resolution, batch_size=args.batch_size, device=args.device, seed=args.seed,
-            split=args.split, image_column=args.image_column, streaming=args.streaming,
-            num_workers=args.num_workers, worker_index=args.worker_index, loader_workers=args.loader_workers,
-            results=args.results or None, progress=not args.no_progress,
+            teacher=args.teacher,
+            scenes=args.scenes,
+            out=args.out,
+            shard_size=args.shard_size,
+            resolution=args.resolution,
+            batch_size=args.batch_size,
+            device=args.device,
+            seed=args.seed,
+            split=args.split,
+            image_column=args.image_column,
+            streaming=args.streaming,
+            num_workers=args.num_workers,
+            worker_index=args.worker_index,
+            loader_workers=args.loader_workers,
+            results=args.results or None,
+            progress=not args.no_progress,
         )
         if args.dry_run:
             print(dry_run(cfg))
             return 0
         m = export_features(cfg)
-    except (ValueError, FileNotFoundError, ShardError) as e:
+    except (ValueError, OSError) as e:  # ShardError is a ValueError
         print(f"canvit-train export-teacher-features: error: {e}", file=sys.stderr)
         return 2
     state = "complete" if m.complete else f"{len(m.missing_shards)} shards still missing (other workers?)"
-    print(f"{m.root}: {len(m.records)}/{m.num_shards} shards, {m.num_rows} rows, {len(m.failed)} failed images; {state}")
+    print(
+        f"{m.root}: {len(m.records)}/{m.num_shards} shards, {m.num_rows} rows, {len(m.failed)} failed images; {state}"
+    )
     return 0
 
 

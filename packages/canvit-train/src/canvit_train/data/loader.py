@@ -49,9 +49,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-
 from canvit_data import ImageSource
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene, valid_position
 from .shards import EXPORT_FILE, Manifest, ShardError, check_rows, check_shard_file, open_shard, shard_path
@@ -77,17 +76,23 @@ class TrainingBatch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True).to(dtype)
 
-        return TrainingBatch(move(self.scenes), move(self.patches), move(self.cls),
-                             self.positions.to(device, non_blocking=True))
+        return TrainingBatch(
+            move(self.scenes), move(self.patches), move(self.cls), self.positions.to(device, non_blocking=True)
+        )
 
     def pin_memory(self) -> TrainingBatch:
         """Called by DataLoader(pin_memory=True) so `to(device)` can copy asynchronously."""
-        return TrainingBatch(self.scenes.pin_memory(), self.patches.pin_memory(), self.cls.pin_memory(),
-                             self.positions.pin_memory())
+        return TrainingBatch(
+            self.scenes.pin_memory(), self.patches.pin_memory(), self.cls.pin_memory(), self.positions.pin_memory()
+        )
 
 
 def _rank_args(batch_size: int, rank: int, world_size: int, start_position: int) -> int:
-    for name, v, lo in (("batch_size", batch_size, 1), ("world_size", world_size, 1), ("start_position", start_position, 0)):
+    for name, v, lo in (
+        ("batch_size", batch_size, 1),
+        ("world_size", world_size, 1),
+        ("start_position", start_position, 0),
+    ):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name}={v!r} must be an int >= {lo}")
     if not 0 <= rank < world_size:
@@ -100,8 +105,17 @@ def _rank_args(batch_size: int, rank: int, world_size: int, start_position: int)
 class _Stream(IterableDataset):
     """The sample stream and the rank's batches of it (picklable; worker-local caches built lazily)."""
 
-    def __init__(self, source: ImageSource, order_indices: np.ndarray, failed: np.ndarray, resolution: int,
-                 batch_size: int, rank: int, world_size: int, start_position: int) -> None:
+    def __init__(
+        self,
+        source: ImageSource,
+        order_indices: np.ndarray,
+        failed: np.ndarray,
+        resolution: int,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        start_position: int,
+    ) -> None:
         self.source = source
         self.order_indices = order_indices
         self.failed = np.asarray(failed, dtype=np.int64)
@@ -128,11 +142,16 @@ class _Stream(IterableDataset):
                 x, reason = try_load_scene(self.source, int(self.order_indices[p]), self.resolution)
                 if x is not None:
                     break
-                warnings.warn(f"scene at position {p} ({self.source.name}: index {self.order_indices[p]}) no "
-                              f"longer decodes ({reason}); using the next scene of the stream", stacklevel=2)
+                warnings.warn(
+                    f"scene at position {p} ({self.source.name}: index {self.order_indices[p]}) no "
+                    f"longer decodes ({reason}); using the next scene of the stream",
+                    stacklevel=2,
+                )
             else:
-                raise RuntimeError(f"{MAX_DECODE_RETRIES} consecutive scenes from position {self.position(k)} "
-                                   f"failed to decode in {self.source.name}")
+                raise RuntimeError(
+                    f"{MAX_DECODE_RETRIES} consecutive scenes from position {self.position(k)} "
+                    f"failed to decode in {self.source.name}"
+                )
             scenes.append(x)
             positions.append(p)
         return torch.stack(scenes), np.asarray(positions, dtype=np.int64)
@@ -177,8 +196,10 @@ class _ShardStream(_Stream):
         start, end = rec["start"], rec["end"]
         expected = np.setdiff1d(np.arange(start, end), self._failed_in(start, end))
         if stored.shape != (rec["rows"],) or not np.array_equal(stored.numpy(), expected):
-            raise ShardError(f"{path}: its position column does not match the manifest "
-                             f"({stored.shape[0]} rows, expected positions {start}..{end - 1} minus failed images)")
+            raise ShardError(
+                f"{path}: its position column does not match the manifest "
+                f"({stored.shape[0]} rows, expected positions {start}..{end - 1} minus failed images)"
+            )
         self._handles[shard] = h
         while len(self._handles) > 2:
             self._handles.popitem(last=False)
@@ -227,16 +248,30 @@ def _data_loader(stream: _Stream, num_workers: int, pin_memory: bool | None, pre
 class FeatureShardLoader:
     """Aligned batches (scene, stored teacher targets) from an export directory; see the module doc."""
 
-    def __init__(self, features_dir: str | os.PathLike[str], scenes_source: ImageSource | str | os.PathLike[str],
-                 batch_size: int, start_position: int = 0, num_workers: int = 8, rank: int = 0,
-                 world_size: int = 1, *, checksum: bool = False, pin_memory: bool | None = None,
-                 prefetch_factor: int = 2, split: str | None = None, image_column: str | None = None) -> None:
+    def __init__(
+        self,
+        features_dir: str | os.PathLike[str],
+        scenes_source: ImageSource | str | os.PathLike[str],
+        batch_size: int,
+        start_position: int = 0,
+        num_workers: int = 8,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        checksum: bool = False,
+        pin_memory: bool | None = None,
+        prefetch_factor: int = 2,
+        split: str | None = None,
+        image_column: str | None = None,
+    ) -> None:
         root = Path(features_dir)
         manifest = Manifest.load(root)
         if not manifest.complete:
-            raise ShardError(f"{root / 'manifest.json'}: the export is incomplete (missing shards "
-                             f"{manifest.missing_shards[:10]}{' ...' if len(manifest.missing_shards) > 10 else ''}); "
-                             "re-run the export command to finish it")
+            raise ShardError(
+                f"{root / 'manifest.json'}: the export is incomplete (missing shards "
+                f"{manifest.missing_shards[:10]}{' ...' if len(manifest.missing_shards) > 10 else ''}); "
+                "re-run the export command to finish it"
+            )
         for s in range(manifest.num_shards):  # fail now, in the main process, naming the file
             check_shard_file(shard_path(root, s), manifest.records[s], checksum=checksum)
         source = open_scenes(scenes_source, split=split, image_column=image_column)
@@ -246,10 +281,18 @@ class FeatureShardLoader:
             raise ShardError(f"{root / ORDER_FILE}: {len(order)} positions but the export covers {manifest.num_images}")
         self.manifest = manifest
         self.resolution = manifest.resolution
-        self.stream = _ShardStream(manifest, checksum, source=source, order_indices=order.indices,
-                                   failed=manifest.failed_positions(), resolution=manifest.resolution,
-                                   batch_size=batch_size, rank=rank, world_size=world_size,
-                                   start_position=start_position)
+        self.stream = _ShardStream(
+            manifest,
+            checksum,
+            source=source,
+            order_indices=order.indices,
+            failed=manifest.failed_positions(),
+            resolution=manifest.resolution,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world_size,
+            start_position=start_position,
+        )
         self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
 
     @property
@@ -279,27 +322,50 @@ class OnlineTeacherLoader:
     `skip_positions` overrides the failed positions. Batches come out already on `device`.
     """
 
-    def __init__(self, teacher: Any, scenes_source: ImageSource | str | os.PathLike[str],
-                 order: SceneOrder | str | os.PathLike[str], batch_size: int, start_position: int = 0,
-                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1, *,
-                 num_workers: int = 8, resolution: int = 512, skip_positions: Any = None,
-                 pin_memory: bool | None = None, prefetch_factor: int = 2, split: str | None = None,
-                 image_column: str | None = None) -> None:
+    def __init__(
+        self,
+        teacher: Any,
+        scenes_source: ImageSource | str | os.PathLike[str],
+        order: SceneOrder | str | os.PathLike[str],
+        batch_size: int,
+        start_position: int = 0,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        num_workers: int = 8,
+        resolution: int = 512,
+        skip_positions: Any = None,
+        pin_memory: bool | None = None,
+        prefetch_factor: int = 2,
+        split: str | None = None,
+        image_column: str | None = None,
+    ) -> None:
         self.device = torch.device(device)
         if isinstance(teacher, (str, os.PathLike)):
             teacher = load_teacher(teacher, self.device)
         self.teacher = teacher.eval().requires_grad_(False)
         patch = teacher.cfg.patch_size
         if not isinstance(resolution, int) or resolution < patch or resolution % patch:
-            raise ValueError(f"resolution={resolution!r} must be a positive multiple of the teacher's patch size {patch}")
+            raise ValueError(
+                f"resolution={resolution!r} must be a positive multiple of the teacher's patch size {patch}"
+            )
         source = open_scenes(scenes_source, split=split, image_column=image_column)
         order, failed = _resolve_order(order)
         order.check_source(source)
         if skip_positions is not None:
             failed = np.unique(np.asarray(skip_positions, dtype=np.int64))
         self.resolution = resolution
-        self.stream = _Stream(source, order.indices, failed if failed is not None else np.zeros(0, np.int64),
-                              resolution, batch_size, rank, world_size, start_position)
+        self.stream = _Stream(
+            source,
+            order.indices,
+            failed if failed is not None else np.zeros(0, np.int64),
+            resolution,
+            batch_size,
+            rank,
+            world_size,
+            start_position,
+        )
         self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
 
     @property

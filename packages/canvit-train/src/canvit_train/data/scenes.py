@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
-
 from canvit_data import ImageDecodeError, ImageSource, open_images
 
 ORDER_FILE = "order.parquet"
@@ -110,12 +110,18 @@ class SceneOrder:
         path = Path(path)
         if path.is_dir():
             path = path / ORDER_FILE
-        table = pa.table({
-            "position": pa.array(np.arange(len(self), dtype=np.int64)),
-            "source_index": pa.array(self.indices),
-            "key": pa.array(self.keys, type=pa.string()),
-        })
-        meta = {b"seed": str(self.seed).encode(), b"source": self.source_name.encode(), b"count": str(len(self)).encode()}
+        table = pa.table(
+            {
+                "position": pa.array(np.arange(len(self), dtype=np.int64)),
+                "source_index": pa.array(self.indices),
+                "key": pa.array(self.keys, type=pa.string()),
+            }
+        )
+        meta = {
+            b"seed": str(self.seed).encode(),
+            b"source": self.source_name.encode(),
+            b"count": str(len(self)).encode(),
+        }
         table = table.replace_schema_metadata(meta)
         tmp = _atomic_target(path)
         pq.write_table(table, tmp, compression="zstd")
@@ -130,7 +136,9 @@ class SceneOrder:
         if path.is_dir():
             path = path / ORDER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no scene order at {str(path)!r} (written by `canvit-train export-teacher-features`)")
+            raise FileNotFoundError(
+                f"no scene order at {str(path)!r} (written by `canvit-train export-teacher-features`)"
+            )
         table = pq.read_table(path)
         pos = table.column("position").to_numpy()
         if not np.array_equal(pos, np.arange(len(pos))):

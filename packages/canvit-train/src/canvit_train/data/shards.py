@@ -88,8 +88,9 @@ def read_json(path: Path, what: str = "") -> dict[str, Any]:
         raise ShardError(f"{path}: not valid JSON ({e})") from None
 
 
-def write_shard(path: Path, patches: torch.Tensor, cls: torch.Tensor, position: torch.Tensor,
-                metadata: Mapping[str, str]) -> None:
+def write_shard(
+    path: Path, patches: torch.Tensor, cls: torch.Tensor, position: torch.Tensor, metadata: Mapping[str, str]
+) -> None:
     """Write one shard atomically (temp file, fsync, rename). Bytes depend only on the inputs."""
     from canvit_model.hub import write_safetensors
 
@@ -110,7 +111,9 @@ def check_shard_file(path: Path, record: Mapping[str, Any], *, checksum: bool) -
     if checksum:
         digest = sha256_file(path)
         if digest != record["sha256"]:
-            raise ShardError(f"{path}: checksum mismatch (sha256 {digest[:16]}..., the manifest says {record['sha256'][:16]}...)")
+            raise ShardError(
+                f"{path}: checksum mismatch (sha256 {digest[:16]}..., the manifest says {record['sha256'][:16]}...)"
+            )
 
 
 def open_shard(path: Path):

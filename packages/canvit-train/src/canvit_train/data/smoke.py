@@ -40,8 +40,17 @@ def smoke_export(data: SmokeData, out: str | os.PathLike[str], *, scenes: str | 
     """Export the smoke scenes with small settings (overridable); returns the merged Manifest."""
     from .export import ExportConfig, export_features
 
-    args: dict[str, Any] = dict(teacher=str(data.teacher), scenes=str(scenes or data.scenes), out=str(out),
-                                shard_size=8, resolution=32, batch_size=4, device="cpu", loader_workers=0,
-                                results=None, progress=False)
+    args: dict[str, Any] = dict(
+        teacher=str(data.teacher),
+        scenes=str(scenes or data.scenes),
+        out=str(out),
+        shard_size=8,
+        resolution=32,
+        batch_size=4,
+        device="cpu",
+        loader_workers=0,
+        results=None,
+        progress=False,
+    )
     args.update(kw)
     return export_features(ExportConfig(**args))

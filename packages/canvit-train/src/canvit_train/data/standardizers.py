@@ -62,8 +62,9 @@ class _Moments:
         return self.m2 / self.n  # population variance
 
 
-def fit_standardizers(features: Iterable[tuple[torch.Tensor, torch.Tensor]], num_scenes: int = 4096,
-                      *, require_all: bool = True) -> dict[str, torch.Tensor]:
+def fit_standardizers(
+    features: Iterable[tuple[torch.Tensor, torch.Tensor]], num_scenes: int = 4096, *, require_all: bool = True
+) -> dict[str, torch.Tensor]:
     """Statistics of the first `num_scenes` scenes of `features` (see the module doc)."""
     if not isinstance(num_scenes, int) or num_scenes < 1:
         raise ValueError(f"num_scenes={num_scenes!r} must be a positive int")
@@ -79,16 +80,20 @@ def fit_standardizers(features: Iterable[tuple[torch.Tensor, torch.Tensor]], num
     if patch.n == 0:
         raise ValueError("no features to fit the standardizers on")
     if require_all and patch.n < num_scenes:
-        raise ValueError(f"only {patch.n} scenes available, --num-scenes={num_scenes} requested "
-                         "(pass a smaller --num-scenes)")
+        raise ValueError(
+            f"only {patch.n} scenes available, --num-scenes={num_scenes} requested (pass a smaller --num-scenes)"
+        )
     return {
-        "patch_mean": patch.mean.float(), "patch_var": patch.var().float(),
-        "cls_mean": cls.mean.float().reshape(1, -1), "cls_var": cls.var().float().reshape(1, -1),
+        "patch_mean": patch.mean.float(),
+        "patch_var": patch.var().float(),
+        "cls_mean": cls.mean.float().reshape(1, -1),
+        "cls_var": cls.var().float().reshape(1, -1),
     }
 
 
-def iter_shard_features(root: str | os.PathLike[str], chunk: int = 512, *, checksum: bool = True
-                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iter_shard_features(
+    root: str | os.PathLike[str], chunk: int = 512, *, checksum: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(patches, cls) chunks of an export in stored order (shards 0, 1, ...), NaN-checked."""
     m = Manifest.load(root)
     for s in range(m.num_shards):
@@ -105,8 +110,9 @@ def iter_shard_features(root: str | os.PathLike[str], chunk: int = 512, *, check
             yield p, c
 
 
-def save_standardizers(stats: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
-                       metadata: Mapping[str, Any] | None = None) -> Path:
+def save_standardizers(
+    stats: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+) -> Path:
     from canvit_model.hub import write_safetensors
 
     path = Path(path)
@@ -134,22 +140,29 @@ def apply_standardizers(model: Any, stats: Mapping[str, torch.Tensor]) -> None:
         for name in ("mean", "var"):
             src, dst = stats[f"{prefix}_{name}"], getattr(std, name)
             if tuple(src.shape) != tuple(dst.shape):
-                raise ValueError(f"{prefix}_{name} has shape {list(src.shape)} but the model's "
-                                 f"teacher_{prefix}_standardizer.{name} is {list(dst.shape)} "
-                                 "(teacher grid or dim differs from the model's teacher_patch_grid / teacher_dim)")
+                raise ValueError(
+                    f"{prefix}_{name} has shape {list(src.shape)} but the model's "
+                    f"teacher_{prefix}_standardizer.{name} is {list(dst.shape)} "
+                    "(teacher grid or dim differs from the model's teacher_patch_grid / teacher_dim)"
+                )
             with torch.no_grad():
                 dst.copy_(src.to(dst.dtype))
         std.fitted.fill_(True)
 
 
 EXAMPLE = """example:
-  canvit-train compute-standardizers /features/in21k-vitb16-512 --out /features/in21k-vitb16-512/standardizers.safetensors
+  canvit-train compute-standardizers /features/in21k-vitb16-512 \\
+      --out /features/in21k-vitb16-512/standardizers.safetensors
 """
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="canvit-train compute-standardizers", description=__doc__.split("\n\n")[0],
-                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="canvit-train compute-standardizers",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("dir", help="export directory (from export-teacher-features)")
     ap.add_argument("--out", required=True, help="output .safetensors file")
     ap.add_argument("--num-scenes", type=int, default=4096, help="first N scenes in stored order (default %(default)s)")
@@ -168,17 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         stats = fit_standardizers(counted(), args.num_scenes)
         bar.close()
         m = Manifest.load(args.dir)
-        path = save_standardizers(stats, args.out, {
-            "num_scenes": str(args.num_scenes), "features": str(Path(args.dir).resolve()),
-            "teacher": str(m.export.get("teacher")), "resolution": str(m.resolution),
-            "variance": "population", "eps": "1e-6 (added inside the sqrt by the model)",
-        })
-    except (ValueError, FileNotFoundError, ShardError) as e:
+        path = save_standardizers(
+            stats,
+            args.out,
+            {
+                "num_scenes": str(args.num_scenes),
+                "features": str(Path(args.dir).resolve()),
+                "teacher": str(m.export.get("teacher")),
+                "resolution": str(m.resolution),
+                "variance": "population",
+                "eps": "1e-6 (added inside the sqrt by the model)",
+            },
+        )
+    except (ValueError, OSError) as e:  # ShardError is a ValueError
         print(f"canvit-train compute-standardizers: error: {e}", file=sys.stderr)
         return 2
     g = stats["patch_mean"].shape
-    print(f"{path}: patch_mean/patch_var {list(g)}, cls_mean/cls_var {list(stats['cls_mean'].shape)} "
-          f"from the first {args.num_scenes} scenes of {args.dir}")
+    print(
+        f"{path}: patch_mean/patch_var {list(g)}, cls_mean/cls_var {list(stats['cls_mean'].shape)} "
+        f"from the first {args.num_scenes} scenes of {args.dir}"
+    )
     return 0
 
 

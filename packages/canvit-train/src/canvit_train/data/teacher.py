@@ -43,14 +43,22 @@ def teacher_targets(teacher, scenes: torch.Tensor) -> tuple[torch.Tensor, torch.
     return feats.patches, feats.cls
 
 
-def write_tiny_teacher(directory: str | os.PathLike[str], seed: int = 0, *, dim: int = 32, depth: int = 2,
-                       num_heads: int = 2, patch_size: int = 16) -> Path:
+def write_tiny_teacher(
+    directory: str | os.PathLike[str],
+    seed: int = 0,
+    *,
+    dim: int = 32,
+    depth: int = 2,
+    num_heads: int = 2,
+    patch_size: int = 16,
+) -> Path:
     """A tiny random DINOv3 in the transformers layout (config.json + model.safetensors)."""
     from canvit_model import DINOv3
     from canvit_model.dinov3 import make_vit_config
 
-    cfg = make_vit_config(dim=dim, num_heads=num_heads, depth=depth, ffn_hidden=2 * dim, mlp="gelu",
-                          patch_size=patch_size)
+    cfg = make_vit_config(
+        dim=dim, num_heads=num_heads, depth=depth, ffn_hidden=2 * dim, mlp="gelu", patch_size=patch_size
+    )
     gen = torch.Generator().manual_seed(seed)
     model = DINOv3(cfg)
     with torch.no_grad():
