@@ -18,14 +18,14 @@ examples:
   pretrain --preset smoke
 
   # CanViT-B exactly as the paper (Table 2) on one H100, from an export of teacher features
-  pretrain --preset canvit-b --features /data/in21k-dv3b16-512 --images /data/in21k --compile --run-dir runs/canvitb
+  pretrain --preset canvit-b --features /data/in21k-dv3b16-512 --scenes /data/in21k --compile --run-dir runs/canvitb
 
   # the same on 8 GPUs (global batch stays 64: 8 per GPU)
   torchrun --standalone --nproc-per-node 8 -m canvit_train.pretrain.cli --preset canvit-b \\
-      --features /data/in21k-dv3b16-512 --images /data/in21k --compile --run-dir runs/canvitb
+      --features /data/in21k-dv3b16-512 --scenes /data/in21k --compile --run-dir runs/canvitb
 
   # continue after a crash, a pre-emption or the end of a SLURM task (bit-for-bit the same run)
-  pretrain --run-dir runs/canvitb --resume --features /data/in21k-dv3b16-512 --images /data/in21k
+  pretrain --run-dir runs/canvitb --resume --features /data/in21k-dv3b16-512 --scenes /data/in21k
 
 presets: """ + ", ".join(PRESETS) + """
 signals: SIGTERM/SIGINT checkpoint and stop after the current step; SIGUSR1 checkpoints and continues
@@ -204,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain: stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint in "
               f"{run_dir / 'checkpoints'}; continue with --run-dir {run_dir} --resume", file=sys.stderr)
     elif d.main:
-        print(f"pretrain: done at step {summary['step']} (last loss {summary['last_loss']:.4f}); weights: {summary.get('final')}",
-              file=sys.stderr)
+        trend = ""
+        if "loss_first" in summary:
+            trend = (f"; mean loss of the first {summary['loss_window']} steps {summary['loss_first']:.4f} -> "
+                     f"last {summary['loss_window']} steps {summary['loss_last']:.4f}")
+        print(f"pretrain: done at step {summary['step']}{trend}; weights: {summary.get('final')}", file=sys.stderr)
     return 0
 
 

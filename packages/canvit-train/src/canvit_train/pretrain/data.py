@@ -1,14 +1,14 @@
 """Where pretraining batches come from: the data issue's loaders, wired from the command line.
 
-- shards:  `--features DIR --images SRC`  -> `canvit_train.data.loader.FeatureShardLoader`
+- shards:  `--features DIR --scenes SRC`  -> `canvit_train.data.loader.FeatureShardLoader`
            (precomputed DINOv3 targets, the paper's setup; `canvit-train export-teacher-features` makes DIR)
-- online:  `--images SRC [--teacher ID]`   -> `canvit_train.data.loader.OnlineTeacherLoader`
+- online:  `--scenes SRC [--teacher ID]`   -> `canvit_train.data.loader.OnlineTeacherLoader`
            (the frozen teacher computes targets on the fly; no export needed)
 - smoke:   `--preset smoke` with neither   -> a generated scene set + a tiny random teacher, online
 - `SyntheticBatches`: random scenes with targets that are a fixed function of them (tests, benchmark).
 
-Validation scenes: `--val-features DIR --val-images SRC` (an export of held-out scenes), or in online
-mode `--val-images SRC` through the same teacher. Without them there is no validation.
+Validation scenes: `--val-features DIR --val-scenes SRC` (an export of held-out scenes), or in online
+mode `--val-scenes SRC` through the same teacher. Without them there is no validation.
 """
 
 from __future__ import annotations
@@ -28,12 +28,15 @@ pretrain needs scenes and teacher targets, and none were given.
 
   The paper's setup (ImageNet-21k winter21_whole at 512 px, DINOv3 ViT-B/16 targets):
     1. export the teacher features once (resumable; ~8 H100-hours for 13.2M images):
-         uv run --package canvit-train canvit-train export-teacher-features --images /data/in21k --out /data/in21k-dv3b16-512
-    2. train:
-         uv run --package canvit-train pretrain --preset canvit-b --features /data/in21k-dv3b16-512 --images /data/in21k
+         uv run --package canvit-train canvit-train export-teacher-features --scenes /data/in21k --out /data/in21k-dv3b16-512
+    2. the per-position standardizers (first 4096 scenes; optional: pretrain fits them itself otherwise):
+         uv run --package canvit-train canvit-train compute-standardizers /data/in21k-dv3b16-512 \
+             --out /data/in21k-dv3b16-512/standardizers.safetensors
+    3. train:
+         uv run --package canvit-train pretrain --preset canvit-b --features /data/in21k-dv3b16-512 --scenes /data/in21k --compile
 
   Without an export, targets can come from the teacher on the fly (slower per step):
-         uv run --package canvit-train pretrain --preset canvit-b --images /data/in21k
+         uv run --package canvit-train pretrain --preset canvit-b --scenes /data/in21k
     (the teacher facebook/dinov3-vitb16-pretrain-lvd1689m is gated on the Hugging Face hub: accept its
      licence there and `huggingface-cli login`, or pass --teacher /path/to/a/local/copy)
 
@@ -119,13 +122,13 @@ def synthetic_setup(cfg: PretrainConfig, *, dim: int = 32, seed: int = 0, reuse:
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--features", metavar="DIR", help="teacher-feature export (canvit-train export-teacher-features)")
-    g.add_argument("--images", metavar="SRC", help="the scenes: an image folder, or a Hugging Face dataset id / save_to_disk directory")
-    g.add_argument("--split", help="dataset split of --images (Hugging Face datasets)")
-    g.add_argument("--image-column", help="image column of --images (Hugging Face datasets)")
+    g.add_argument("--scenes", "--images", dest="images", metavar="SRC", help="the scenes: an image folder, or a Hugging Face dataset id / save_to_disk directory")
+    g.add_argument("--split", help="dataset split of --scenes (Hugging Face datasets)")
+    g.add_argument("--image-column", help="image column of --scenes (Hugging Face datasets)")
     g.add_argument("--order", metavar="PATH", help="online mode: order.parquet of the scenes (default: a seeded "
                    "order, saved to RUN_DIR/order.parquet)")
     g.add_argument("--val-features", metavar="DIR", help="export of held-out scenes for validation")
-    g.add_argument("--val-images", metavar="SRC", help="held-out scenes for validation")
+    g.add_argument("--val-scenes", "--val-images", dest="val_images", metavar="SRC", help="held-out scenes for validation")
     g.add_argument("--standardizers", metavar="FILE", help="per-position statistics from `canvit-train "
                    "compute-standardizers` (default: FEATURES/standardizers.safetensors if present, else fitted "
                    "on the first --standardizer-samples scenes)")
@@ -149,7 +152,7 @@ def _first(loader_iter: Any, n: int):
     return TrainingBatch(cat("scenes"), cat("patches"), cat("cls"), cat("positions"))
 
 
-def make_smoke_data(root: Path, cfg: PretrainConfig, *, train_scenes: int = 512, val_scenes: int = 16) -> dict[str, Path]:
+def make_smoke_data(root: Path, cfg: PretrainConfig, *, train_scenes: int = 256, val_scenes: int = 16) -> dict[str, Path]:
     """Generated scenes (train / val) and a tiny random DINOv3 teacher, written once under `root`."""
     from canvit_data.synthetic import write_image_folder
     from canvit_train.data.teacher import write_tiny_teacher
@@ -159,8 +162,8 @@ def make_smoke_data(root: Path, cfg: PretrainConfig, *, train_scenes: int = 512,
     done = root / ".complete"
     if not done.exists():
         size = (cfg.scene_size + cfg.scene_size // 4,) * 2
-        write_image_folder(paths["train"], train_scenes, seed=cfg.seed, size=size)
-        write_image_folder(paths["val"], val_scenes, seed=cfg.seed + 1, size=size)
+        write_image_folder(paths["train"], train_scenes, seed=cfg.seed, size=size, ext=".jpg")
+        write_image_folder(paths["val"], val_scenes, seed=cfg.seed + 1, size=size, ext=".jpg")
         write_tiny_teacher(paths["teacher"], seed=cfg.seed)
         done.write_text("generated by canvit-train pretrain --preset smoke\n")
     return paths
@@ -187,7 +190,7 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
         images, val_images, teacher_id, workers = str(smoke["train"]), str(smoke["val"]), str(smoke["teacher"]), 0
         desc["smoke_data"] = str(smoke["train"].parent)
     if features is not None and images is None:
-        raise DataMissing("--features needs --images: the scenes the export was made from (the student sees pixels)")
+        raise DataMissing("--features needs --scenes: the scenes the export was made from (the student sees pixels)")
     kw = dict(split=args.split, image_column=args.image_column)
 
     if features is not None:
@@ -235,7 +238,7 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
     validation = None
     if val_features is not None:
         if val_images is None:
-            raise DataMissing("--val-features needs --val-images (the held-out scenes the export was made from)")
+            raise DataMissing("--val-features needs --val-scenes (the held-out scenes the export was made from)")
 
         def validation() -> Any:
             return _first(iter(FeatureShardLoader(val_features, val_images, cfg.validation_scenes, num_workers=0)),
@@ -248,7 +251,7 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
                                          device=device, num_workers=0, resolution=cfg.scene_size)
             return _first(iter(loader), cfg.validation_scenes)
     elif val_images is not None:
-        raise DataMissing("--val-images with --features needs --val-features (their exported targets)")
+        raise DataMissing("--val-scenes with --features needs --val-features (their exported targets)")
     desc["validation"] = str(val_features or val_images or "none")
     desc["standardizers"] = standardizers or "fitted at the start"
     return DataSetup(train=train, teacher_dim=dim, teacher_grid=grid, validation=validation,

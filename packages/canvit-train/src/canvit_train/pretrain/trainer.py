@@ -522,6 +522,8 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
             tb.close()
     summary: dict[str, Any] = {"status": status, "step": step, "run_dir": str(run_dir), "last_loss": last_loss,
                                "stopped_by": stopped_by, "wall_s": time.perf_counter() - t_start}
+    if d.main and (run_dir / "metrics.csv").exists():
+        summary.update(loss_trend(run_dir / "metrics.csv"))
     if status == "finished" and d.main:
         model.hub_extra["training"]["steps_done"] = step
         model.save_pretrained(run_dir / "final")
@@ -532,6 +534,16 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
     if d.enabled:
         dist.barrier()
     return summary
+
+
+def loss_trend(metrics_csv: Path, window: int = 10) -> dict[str, float]:
+    """Mean loss over the first and the last `window` logged steps (the run's loss going down, or not)."""
+    with open(metrics_csv, newline="", encoding="utf-8") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    if not losses:
+        return {}
+    w = min(window, len(losses))
+    return {"loss_first": sum(losses[:w]) / w, "loss_last": sum(losses[-w:]) / w, "loss_window": w}
 
 
 def _agree(flag: bool, d: Dist) -> bool:
