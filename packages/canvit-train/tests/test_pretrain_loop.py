@@ -129,10 +129,10 @@ def test_sigterm_checkpoints_and_stops_sigusr1_checkpoints_and_continues(tmp_pat
 
 
 def test_resume_in_process_equals_uninterrupted(tmp_path):
-    cfg = CFG.replace(steps=6, checkpoint_every=2, validate_every=0)
+    cfg = CFG.replace(steps=6, checkpoint_every=2, validate_every=2)
     train(cfg, synthetic_setup(cfg, dim=8), opts(tmp_path / "a"))
-    train(cfg, synthetic_setup(cfg, dim=8), opts(tmp_path / "b", max_steps=4))
-    assert not (tmp_path / "b/run/final").exists() or True
+    s = train(cfg, synthetic_setup(cfg, dim=8), opts(tmp_path / "b", max_steps=4))
+    assert s["step"] == 4 and (tmp_path / "b/run/final").exists()  # --max-steps exports too
     s = train(cfg, synthetic_setup(cfg, dim=8), opts(tmp_path / "b", resume=True))
     assert s["step"] == 6
     a = load_file(str(tmp_path / "a/run/final/model.safetensors"))
@@ -140,6 +140,19 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ma, mb = pd.read_csv(tmp_path / "a/run/metrics.csv"), pd.read_csv(tmp_path / "b/run/metrics.csv")
     pd.testing.assert_series_equal(ma["loss"], mb["loss"])
+    va, vb = pd.read_csv(tmp_path / "a/run/validation.csv"), pd.read_csv(tmp_path / "b/run/validation.csv")
+    pd.testing.assert_frame_equal(va, vb)  # validation is deterministic and not repeated by the resume
+
+
+def test_truncate_csv_drops_rows_after_the_step_and_cut_lines(tmp_path):
+    from canvit_train.pretrain.trainer import truncate_csv
+
+    p = tmp_path / "m.csv"
+    p.write_text("step,loss\n1,0.5\n2,0.4\n3,0.3\n4")  # the last line cut by a kill
+    truncate_csv(p, 5)
+    assert p.read_text().splitlines() == ["step,loss", "1,0.5", "2,0.4", "3,0.3"]
+    truncate_csv(p, 2)
+    assert p.read_text().splitlines() == ["step,loss", "1,0.5", "2,0.4"]
 
 
 def test_existing_run_needs_resume(tmp_path):

@@ -192,30 +192,44 @@ def metric_columns(cfg: PretrainConfig) -> list[str]:
     return cols
 
 
+def truncate_csv(path: Path, max_step: int) -> None:
+    """Keep the header and the complete rows with step <= max_step (rows written after the checkpoint
+    a run resumes from, or a line cut by a kill, are dropped); atomic."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, keep = rows[0], []
+    for r in rows[1:]:
+        if len(r) != len(header):
+            continue
+        try:
+            if int(r[header.index("step")]) <= max_step:
+                keep.append(r)
+        except ValueError:
+            continue
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(keep)
+    os.replace(tmp, path)
+
+
 class MetricsCSV:
     """DIR/metrics.csv, one row per step; on resume rows after the checkpoint's step are dropped."""
 
     def __init__(self, path: Path, columns: list[str], resume_step: int | None) -> None:
         self.path, self.columns = path, columns
+        header = None
         if resume_step is not None and path.exists():
-            keep = []
             with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-            if rows and rows[0] == columns:
-                for r in rows[1:]:
-                    if len(r) == len(columns):
-                        try:
-                            if int(r[0]) <= resume_step:
-                                keep.append(r)
-                        except ValueError:
-                            pass
-            tmp = path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(columns)
-                w.writerows(keep)
-            os.replace(tmp, path)
-        elif not path.exists() or resume_step is None:
+                header = next(csv.reader(f), None)
+        if header == columns:
+            truncate_csv(path, resume_step)
+        else:
             with open(path, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(columns)
 
@@ -373,6 +387,8 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
     stop_step = min(cfg.steps, opts.max_steps) if opts.max_steps is not None else cfg.steps
     columns = metric_columns(cfg)
     metrics = MetricsCSV(run_dir / "metrics.csv", columns, start_step if latest is not None else None) if d.main else None
+    if d.main and latest is not None:
+        truncate_csv(run_dir / "validation.csv", start_step)
     tb = _tensorboard(run_dir) if (opts.tensorboard and d.main) else None
     n_roll = len(cfg.rollouts)
 
