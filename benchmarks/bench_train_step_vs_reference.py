@@ -47,6 +47,9 @@ def main() -> None:
     cfg = PRESETS["canvit-b"].replace(batch_size=args.batch_size)
     b = args.batch_size
     ours = build_model(cfg, 768, 32).train()
+    with torch.no_grad():  # fitted standardizers (identity statistics): both sides refuse unfitted ones
+        for std in (ours.teacher_patch_standardizer, ours.teacher_cls_standardizer):
+            std.fitted.fill_(True)
     ref = ref_pkg.CanViTForPretraining(canvit_config=ref_pkg.CanViTConfig(), teacher_dim=768, teacher_patch_grid=32).train()
     ref.load_state_dict(ours.state_dict(), strict=True)  # same layout, same weights
     g = torch.Generator().manual_seed(0)
