@@ -175,3 +175,16 @@ def test_mse_is_mean_over_tokens_and_dims():
     from canvit_train.pretrain.step import mse
 
     assert torch.allclose(mse(a, b), F.mse_loss(a, b)) and torch.allclose(mse(a, b), ((a - b) ** 2).mean())
+
+
+def test_one_copy_viewpoints_equal_the_per_glimpse_slices():
+    from canvit_train.pretrain.step import local_viewpoints
+
+    p = long_plan(TINY, 6)
+    per = local_viewpoints(p, (2, 4), torch.device("cpu"), one_copy=False)
+    one = local_viewpoints(p, (2, 4), torch.device("cpu"), one_copy=True)
+    for r in p.viewpoints:
+        assert len(one[r]) == len(per[r]) == p.num_glimpses
+        for a, b, g in zip(one[r], per[r], p.viewpoints[r]):
+            assert torch.equal(a.centers, b.centers) and torch.equal(a.scales, b.scales)
+            assert torch.equal(a.centers, g.centers[2:4]) and torch.equal(a.scales, g.scales[2:4])

@@ -19,6 +19,7 @@ ranks always agree on the number of backward calls, and a resumed run draws what
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -72,9 +73,40 @@ def plan_step(cfg: PretrainConfig, step: int, global_batch: int) -> StepPlan:
     return StepPlan(num_chunks=n, chunk=cfg.tbptt_chunk, viewpoints=vps)
 
 
-def rows(vp: Viewpoint, start: int, stop: int, device: torch.device) -> Viewpoint:
-    """This rank's rows of a global-batch viewpoint, on `device` (slicing keeps validity)."""
-    return Viewpoint(centers=vp.centers[start:stop], scales=vp.scales[start:stop]).to(device)
+def _with_tensors(vp: Viewpoint, centers: torch.Tensor, scales: torch.Tensor) -> Viewpoint:
+    """`vp` with its tensors replaced by device copies of the same (already validated) values.
+
+    A shallow copy skips `__post_init__`, whose checks would read device values back (a host sync).
+    """
+    out = copy.copy(vp)
+    object.__setattr__(out, "centers", centers)
+    object.__setattr__(out, "scales", scales)
+    return out
+
+
+def local_viewpoints(plan: StepPlan, rows_range: tuple[int, int], device: torch.device,
+                     one_copy: bool | None = None) -> dict[int, list[Viewpoint]]:
+    """This rank's rows of every viewpoint of the step, on `device`, in ONE non-blocking copy.
+
+    Per-glimpse `.to(device)` copies would each wait for the GPU queue to drain (a sync per glimpse).
+    """
+    start, stop = rows_range
+    local = {r: [Viewpoint(centers=v.centers[start:stop], scales=v.scales[start:stop]) for v in seq]
+             for r, seq in plan.viewpoints.items()}  # validated here, on the CPU
+    if not (device.type != "cpu" if one_copy is None else one_copy):
+        return local
+    flat = torch.cat([torch.cat([v.centers, v.scales[:, None]], 1) for seq in local.values() for v in seq])  # [n*b, 3]
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    dev = flat.to(device, non_blocking=True)
+    b, i, out = stop - start, 0, {}
+    for r, seq in local.items():
+        out[r] = []
+        for v in seq:
+            chunk = dev[i * b : (i + 1) * b]
+            out[r].append(_with_tensors(v, chunk[:, :2], chunk[:, 2]))
+            i += 1
+    return out
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,8 +147,7 @@ def rollout_backward(
     scenes: torch.Tensor,  # [b, 3, R, R] this rank's scenes
     targets_std: tuple[torch.Tensor, torch.Tensor],  # ([b, G*G, D], [b, D])
     targets_raw: tuple[torch.Tensor, torch.Tensor],
-    viewpoints: list[Viewpoint],  # T global-batch viewpoints
-    rows_range: tuple[int, int],
+    viewpoints: list[Viewpoint],  # T viewpoints of this rank's rows, on the scenes' device
     cfg: PretrainConfig,
     *,
     canvas_grid: int,
@@ -131,7 +162,6 @@ def rollout_backward(
     """
     device = scenes.device
     b = scenes.shape[0]
-    start, stop = rows_range
     state = model.init_state(b, canvas_grid)
     tp, tc = targets_std
     t_total = len(viewpoints)
@@ -141,7 +171,7 @@ def rollout_backward(
     for c0 in range(0, t_total, cfg.tbptt_chunk):
         chunk_loss = torch.zeros((), device=device)
         for t in range(c0, min(c0 + cfg.tbptt_chunk, t_total)):
-            vp = rows(viewpoints[t], start, stop, device)
+            vp = viewpoints[t]
             glimpse = sample_at_viewpoint(scenes, vp, cfg.glimpse_size)  # [b, 3, g, g], fp32 bilinear
             with autocast_context(device, amp):
                 out = forward(glimpse, state, vp)
@@ -188,14 +218,17 @@ def forward_backward(
     """
     b = scenes.shape[0]
     rows_range = rows_range or (0, b)
+    if rows_range[1] - rows_range[0] != b:
+        raise ValueError(f"rows_range={rows_range} does not match the {b} scenes of this rank")
+    viewpoints = local_viewpoints(plan, rows_range, scenes.device)
     tp, tc = standardized_targets(model, patches, cls)
     out = []
     n_roll = len(cfg.rollouts)
     for r in range(n_roll):
         out.append(
             rollout_backward(
-                model, forward, scenes, (tp, tc), (patches.float(), cls.float()), plan.viewpoints[r],
-                rows_range, cfg, canvas_grid=cfg.canvas_grid, loss_scale=1.0 / n_roll, amp=amp,
+                model, forward, scenes, (tp, tc), (patches.float(), cls.float()), viewpoints[r],
+                cfg, canvas_grid=cfg.canvas_grid, loss_scale=1.0 / n_roll, amp=amp,
             )
         )
     return torch.stack(out)  # [n_rollouts, M]
