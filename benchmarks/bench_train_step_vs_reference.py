@@ -38,7 +38,6 @@ def main() -> None:
     import canvit_pytorch as ref_pkg
     from canvit_pytorch.pretrain.loss import DistillationTargets
     from canvit_pytorch.pretrain.step import training_step
-
     from canvit_train.pretrain.config import PRESETS
     from canvit_train.pretrain.optim import make_optimizer
     from canvit_train.pretrain.step import StepPlan, forward_backward, plan_step

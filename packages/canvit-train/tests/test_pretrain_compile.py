@@ -10,7 +10,6 @@ import copy
 
 import pytest
 import torch
-
 from canvit_train.pretrain.config import PRESETS
 from canvit_train.pretrain.step import StepPlan, forward_backward, plan_step
 from canvit_train.pretrain.trainer import build_model

@@ -7,14 +7,13 @@ import signal
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from canvit_model import CanViTForPretraining
 from canvit_train.pretrain import checkpoint as ckpt
 from canvit_train.pretrain.cli import main as cli_main
 from canvit_train.pretrain.config import PRESETS
 from canvit_train.pretrain.data import NO_DATA_HELP, SyntheticBatches, synthetic_setup
 from canvit_train.pretrain.trainer import DataSetup, NonFiniteLoss, RunOptions, train
+from safetensors.torch import load_file
 
 CFG = PRESETS["smoke"].replace(scene_size=64, glimpse_size=32, canvas_grid=4, batch_size=4, steps=6,
                                log_every=2, checkpoint_every=3, validate_every=3, validation_glimpses=3,

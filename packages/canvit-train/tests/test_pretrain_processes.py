@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
 from canvit_train.pretrain import checkpoint as ckpt
 from canvit_train.pretrain.cli import build_parser
 from canvit_train.pretrain.config import PRESETS
 from canvit_train.pretrain.data import synthetic_setup
 from canvit_train.pretrain.trainer import RunOptions, train
+from safetensors.torch import load_file
 
 ARGS = ["--preset", "smoke", "--synthetic", "8", "--scene-size", "64", "--glimpse-size", "32", "--canvas-grid", "4",
         "--standardizer-samples", "8", "--validate-every", "0", "--no-progress", "--no-results", "--device", "cpu",

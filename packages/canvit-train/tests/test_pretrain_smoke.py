@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 import torch
-
 from canvit_model import CanViTForPretraining
 from canvit_train.pretrain.cli import main
 from canvit_train.pretrain.config import PRESETS

@@ -1,11 +1,11 @@
 """The training step: TBPTT chunks, shared rollout lengths, the loss (eq. 3), the LR schedule."""
 
+import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from canvit_model import sample_at_viewpoint
 from canvit_train.pretrain.config import PRESETS, preset
 from canvit_train.pretrain.optim import learning_rate, make_optimizer
@@ -112,7 +112,7 @@ def test_plan_is_a_function_of_seed_and_step():
     a, b = plan_step(TINY, 7, 4), plan_step(TINY, 7, 4)
     assert a.num_chunks == b.num_chunks
     for r in a.viewpoints:
-        for va, vb in zip(a.viewpoints[r], b.viewpoints[r]):
+        for va, vb in zip(a.viewpoints[r], b.viewpoints[r], strict=True):
             assert torch.equal(va.centers, vb.centers) and torch.equal(va.scales, vb.scales)
     c = plan_step(TINY.replace(seed=1), 7, 4)
     assert not torch.equal(c.viewpoints[1][0].centers, a.viewpoints[1][0].centers)
@@ -163,7 +163,7 @@ def test_warmup_constant_schedule_and_adamw():
     assert math.isclose(learning_rate(c, 50_000), (1e-7 + 4e-4) / 2)
     assert learning_rate(c, 100_000) == 4e-4 and learning_rate(c, 1_999_999) == 4e-4
     lrs = [learning_rate(c, s) for s in range(0, 100_001, 1000)]
-    assert all(b > a for a, b in zip(lrs, lrs[1:]))
+    assert all(b > a for a, b in itertools.pairwise(lrs))
     opt = make_optimizer(tiny(), c, torch.device("cpu"))
     g = opt.param_groups[0]
     assert isinstance(opt, torch.optim.AdamW)
@@ -185,6 +185,6 @@ def test_one_copy_viewpoints_equal_the_per_glimpse_slices():
     one = local_viewpoints(p, (2, 4), torch.device("cpu"), one_copy=True)
     for r in p.viewpoints:
         assert len(one[r]) == len(per[r]) == p.num_glimpses
-        for a, b, g in zip(one[r], per[r], p.viewpoints[r]):
+        for a, b, g in zip(one[r], per[r], p.viewpoints[r], strict=True):
             assert torch.equal(a.centers, b.centers) and torch.equal(a.scales, b.scales)
             assert torch.equal(a.centers, g.centers[2:4]) and torch.equal(a.scales, g.scales[2:4])

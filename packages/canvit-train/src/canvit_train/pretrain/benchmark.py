@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         times.append(time.perf_counter() - t0)
     total = sum(times)
-    per_glimpse = [t / g for t, g in zip(times, glimpses)]
+    per_glimpse = [t / g for t, g in zip(times, glimpses, strict=True)]
     out = {
         "preset": args.preset, "batch_size": args.batch_size, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import math
 import os
 import sys
 from pathlib import Path
@@ -214,15 +215,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_final(latest: Any, cfg: PretrainConfig, run_dir: Path) -> int:
     """On-demand export: the newest checkpoint's weights to RUN_DIR/final (canvit-pytorch 0.2 layout)."""
-    import os as _os
-
+    from canvit_model import CanViTForPretraining
     from safetensors.torch import load_file
 
-    from canvit_model import CanViTForPretraining
-
-    sd = load_file(_os.fspath(latest.path / "model.safetensors"))
+    sd = load_file(os.fspath(latest.path / "model.safetensors"))
     dim = sd["teacher_cls_standardizer.mean"].shape[-1]
-    grid = int(round(sd["teacher_patch_standardizer.mean"].shape[0] ** 0.5))
+    grid = math.isqrt(sd["teacher_patch_standardizer.mean"].shape[0])
     model = CanViTForPretraining(cfg.canvit_config(), teacher_dim=dim, teacher_patch_grid=grid)
     model.load_state_dict(sd, strict=True)
     model.hub_extra = {"training": {"recipe": "canvit-train pretrain", "preset": latest.state.get("preset"),

@@ -86,7 +86,7 @@ class SyntheticBatches:
     def batch(self, j: int):
         first = self.start + j * self.global_b + self.rank * self.local_b
         ks = range(first, first + self.local_b)
-        s, p, c = zip(*(self.sample(k) for k in ks))
+        s, p, c = zip(*(self.sample(k) for k in ks), strict=True)
         return _training_batch(torch.stack(s), torch.stack(p).half(), torch.stack(c).half(),
                                torch.tensor(list(ks), dtype=torch.int64))
 
@@ -148,13 +148,14 @@ def _first(loader_iter: Any, n: int):
         got += len(b)
         if got >= n:
             break
-    cat = lambda name: torch.cat([getattr(b, name) for b in parts])[:n]  # noqa: E731
+    cat = lambda name: torch.cat([getattr(b, name) for b in parts])[:n]
     return TrainingBatch(cat("scenes"), cat("patches"), cat("cls"), cat("positions"))
 
 
 def make_smoke_data(root: Path, cfg: PretrainConfig, *, train_scenes: int = 256, val_scenes: int = 16) -> dict[str, Path]:
     """Generated scenes (train / val) and a tiny random DINOv3 teacher, written once under `root`."""
     from canvit_data.synthetic import write_image_folder
+
     from canvit_train.data.teacher import write_tiny_teacher
 
     root = Path(root)

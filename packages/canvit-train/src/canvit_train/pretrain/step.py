@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 from canvit_model import CanViTForPretraining, RecurrentState, Viewpoint, random_viewpoints, sample_at_viewpoint
 
 from .config import PretrainConfig

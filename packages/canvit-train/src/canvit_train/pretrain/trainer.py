@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-
 from canvit_model import CanViTForPretraining, random_viewpoints, sample_at_viewpoint
 
 from . import checkpoint as ckpt
@@ -448,7 +447,7 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
             metrics.append(rows)
         if tb is not None:
             for r in rows:
-                for c, v in zip(columns[1:], r[1:]):
+                for c, v in zip(columns[1:], r[1:], strict=True):
                     tb.add_scalar(c, v, r[0])
         if bar is not None:
             bar.update(len(rows))
