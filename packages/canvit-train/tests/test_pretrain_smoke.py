@@ -41,13 +41,13 @@ def test_smoke_pipeline_runs_with_the_real_loaders(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_preset_loss_falls(tmp_path, capsys):
-    """The full preset (150 steps): the loss of the last 10 steps is well below that of the first 10."""
+    """The full preset (300 steps): the loss of the last 10 steps is well below that of the first 10."""
     run = tmp_path / "run"
     assert main(["--preset", "smoke", "--run-dir", str(run), "--results", str(tmp_path / "res"), "--no-progress"]) == 0
     m = pd.read_csv(run / "metrics.csv")
     assert len(m) == PRESETS["smoke"].steps
     first, last = m["loss"].head(10).mean(), m["loss"].tail(10).mean()
-    assert last < 0.85 * first, (first, last)
+    assert last < 0.8 * first, (first, last)
     v = pd.read_csv(run / "validation.csv")
     assert v[v.step == v.step.max()]["cos_patch_std"].mean() > v[v.step == v.step.min()]["cos_patch_std"].mean()
     assert "mean loss of the first 10 steps" in capsys.readouterr().err
