@@ -213,3 +213,14 @@ def test_help_lists_presets(capsys):
         cli_main(["--help"])
     out = capsys.readouterr().out
     assert all(p in out for p in PRESETS) and "torchrun" in out and "--resume" in out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--scenes", "/nonexistent/in21k"], "--scenes /nonexistent/in21k: no such file"),
+    (["--features", "/nonexistent/export", "--scenes", "/tmp"], "--features /nonexistent/export: no such file"),
+    (["--features", "/tmp"], "--features needs --scenes"),
+])
+def test_cli_bad_data_paths_are_one_line_errors(tmp_path, capsys, flags, message):
+    assert cli_main([*flags, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLoss as e:
         print(f"pretrain: stopped: {e}", file=sys.stderr)
         return 3
-    except (FileExistsError, FileNotFoundError) as e:
+    except OSError as e:  # missing files, an unreachable hub without a cached teacher, a full disk
         return _err(str(e))
     except ValueError as e:
         if type(e).__name__ == "ShardError" or str(e).startswith(("canvas_grid=", "batch_size=", "invalid pretraining")):

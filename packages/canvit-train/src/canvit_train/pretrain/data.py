@@ -193,6 +193,11 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
     if features is not None and images is None:
         raise DataMissing("--features needs --scenes: the scenes the export was made from (the student sees pixels)")
     kw = dict(split=args.split, image_column=args.image_column)
+    for flag, value in (("--scenes", images), ("--features", features), ("--val-scenes", val_images),
+                        ("--val-features", val_features), ("--standardizers", args.standardizers)):
+        local = value is not None and (str(value).startswith(("/", ".", "~")) or flag.endswith(("features", "standardizers")))
+        if local and not Path(value).expanduser().exists():
+            raise DataMissing(f"pretrain: error: {flag} {value}: no such file or directory")
 
     if features is not None:
         manifest = Manifest.load(features)
