@@ -1,5 +1,6 @@
 """Training loader: alignment with the shards, exact resume, DDP slicing, workers, online teacher."""
 
+import numpy as np
 import pytest
 import torch
 from canvit_data import open_images
@@ -108,3 +109,28 @@ def test_training_batch_to_casts_after_transfer():
     m = b.to("cpu")
     assert m.patches.dtype == torch.float32 and m.cls.dtype == torch.float32 and m.positions.dtype == torch.int64
     assert len(m) == 2
+
+
+def test_valid_position_skips_failed_positions():
+    from canvit_train.data.scenes import valid_position
+
+    failed = np.array([0, 3, 4, 9], dtype=np.int64)
+    valid = [p for p in range(12) if p not in failed]
+    assert [int(valid_position(v, failed)) for v in range(len(valid))] == valid
+    assert valid_position(5, np.zeros(0, np.int64)) == 5
+
+
+def test_scene_that_stops_decoding_is_replaced_by_the_next_sample(smoke, tmp_path):
+    import shutil
+
+    data, feats, _ = smoke
+    scenes = tmp_path / "scenes"
+    shutil.copytree(data.scenes, scenes)
+    order = SceneOrder.load(feats)
+    ref = take(FeatureShardLoader(feats, scenes, batch_size=4, num_workers=0), 1)[0]
+    victim = int(ref.positions[1])
+    (scenes / order.key(victim)).write_bytes(b"garbage")  # same key, no longer decodes
+    with pytest.warns(UserWarning, match=f"position {victim}"):
+        b = take(FeatureShardLoader(feats, scenes, batch_size=4, num_workers=0), 1)[0]
+    assert b.positions.tolist() == [ref.positions[0].item(), ref.positions[2].item(), *ref.positions[2:].tolist()]
+    assert torch.equal(b.patches[1], ref.patches[2]) and torch.equal(b.scenes[1], ref.scenes[2])

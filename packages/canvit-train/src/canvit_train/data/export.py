@@ -189,6 +189,7 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
             path,
             {
                 **identity,
+                "batch_size": cfg.batch_size,  # informational: another batch size resumes validly, not bit-identically
                 "code": code_version(Path(__file__)),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },

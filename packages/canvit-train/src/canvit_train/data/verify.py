@@ -5,7 +5,8 @@ each record's position range and row count (rows + failed images = range length,
 contiguous over the whole order); each shard file present, not truncated, sha256 as recorded, readable
 header with the expected shapes/dtypes, `position` column = its range minus failed images, no NaN/inf;
 manifest.json up to date with the records; no leftovers of a killed export. With `--recompute K
---teacher ID_OR_DIR`, K random stored images are recomputed by the teacher and the max error reported.
+--teacher ID_OR_DIR`, K random stored images are recomputed by the teacher and the max error reported
+(absolute, and relative L2 per image, which `--rtol` bounds).
 
 Exit status 0 when everything holds, 1 with one line per problem naming the file and what is wrong.
 Python API: `verify_features(dir, ...) -> VerifyReport` (`.problems`, `.ok`, `.recompute`).
@@ -14,6 +15,7 @@ Python API: `verify_features(dir, ...) -> VerifyReport` (`.problems`, `.ok`, `.r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +103,7 @@ def _check_shard(root: Path, s: int, rec: dict[str, Any], m: Manifest, checksum:
 
 
 def _recompute(
-    root: Path, m: Manifest, k: int, teacher: str, device: str, seed: int, atol: float, scenes: str | None
+    root: Path, m: Manifest, k: int, teacher: str, device: str, seed: int, rtol: float, scenes: str | None
 ) -> tuple[dict[str, Any], list[str]]:
     exp = m.export
     source = open_scenes(scenes or exp["scenes"], split=exp.get("split"), image_column=exp.get("image_column"))
@@ -111,7 +113,7 @@ def _recompute(
     valid = np.asarray([p for p in range(m.num_images) if p not in failed])
     picks = np.sort(np.random.default_rng(seed).choice(valid, size=min(k, len(valid)), replace=False))
     model = load_teacher(teacher, device)
-    errs_p, errs_c, problems = [], [], []
+    errs_p, errs_c, rel, problems = [], [], [], []
     for p in picks.tolist():
         s = p // m.shard_size
         rec = m.records[s]
@@ -126,18 +128,21 @@ def _recompute(
         pt, ct = teacher_targets(model, x[None].to(device))
         errs_p.append(float((pt.float().cpu() - stored_p).abs().max()))
         errs_c.append(float((ct.float().cpu() - stored_c).abs().max()))
+        for new, old in ((pt.float().cpu(), stored_p), (ct.float().cpu(), stored_c)):
+            rel.append(float((new - old).norm() / old.norm().clamp_min(1e-12)))  # relative L2 per image
     rep = {
         "images": len(errs_p),
         "positions": picks.tolist(),
         "max_abs_err_patches": max(errs_p, default=0.0),
         "max_abs_err_cls": max(errs_c, default=0.0),
-        "atol": atol,
+        "max_rel_err": max(rel, default=0.0),
+        "rtol": rtol,
     }
-    worst = max(rep["max_abs_err_patches"], rep["max_abs_err_cls"])
-    if worst > atol:
+    worst = rep["max_rel_err"]
+    if worst > rtol:
         problems.append(
-            f"{root}: recomputed features differ from the stored ones by up to {worst:.4g} "
-            f"(> --atol {atol}); wrong teacher, resolution or scenes?"
+            f"{root}: recomputed features differ from the stored ones by up to {worst:.3%} "
+            f"(relative L2 > --rtol {rtol}); wrong teacher, resolution or scenes?"
         )
     return rep, problems
 
@@ -150,11 +155,14 @@ def verify_features(
     teacher: str | None = None,
     device: str = "cpu",
     seed: int = 0,
-    atol: float = 0.05,
+    rtol: float = 0.02,
     scenes: str | None = None,
     chunk: int = 256,
     progress: bool = False,
+    jobs: int = 1,
 ) -> VerifyReport:
+    """Check an export directory (see the module doc); `jobs` shards are checked concurrently (threads:
+    hashing, reading and the NaN scan release the GIL), which matters for a 19 TiB export."""
     root = Path(root)
     rep = VerifyReport(root)
     if not (root / EXPORT_FILE).is_file():
@@ -190,17 +198,22 @@ def verify_features(
                 rep.problems.append(f"{mpath}: stale (does not list the shard records on disk); re-run the export")
         except ShardError as e:
             rep.problems.append(str(e))
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    for s in tqdm(sorted(m.records), desc="verify", unit="shard", disable=not progress):
-        rep.problems += _check_shard(root, s, m.records[s], m, checksum, chunk)
-        rep.shards_checked += 1
+    shards = sorted(m.records)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = pool.map(lambda s: _check_shard(root, s, m.records[s], m, checksum, chunk), shards)
+        for problems in tqdm(results, total=len(shards), desc="verify", unit="shard", disable=not progress):
+            rep.problems += problems  # in shard order
+            rep.shards_checked += 1
     rep.rows, rep.failed_images = m.num_rows, len(m.failed)
     if recompute:
         if teacher is None:
             rep.problems.append("--recompute needs --teacher")
         elif m.complete and not rep.problems:
-            rep.recompute, more = _recompute(root, m, recompute, teacher, device, seed, atol, scenes)
+            rep.recompute, more = _recompute(root, m, recompute, teacher, device, seed, rtol, scenes)
             rep.problems += more
     return rep
 
@@ -227,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
-        "--atol",
+        "--rtol",
         type=float,
-        default=0.05,
-        help="max abs error allowed by --recompute (float16 storage + bf16 export; default %(default)s)",
+        default=0.02,
+        help="max relative L2 error per image allowed by --recompute (float16 storage + bf16 autocast give "
+        "well under 1%%; another teacher gives ~100%%; default %(default)s)",
     )
     ap.add_argument("--seed", type=int, default=0, help="which images --recompute picks")
+    ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="shards checked concurrently")
     ap.add_argument("--no-checksum", action="store_true", help="skip sha256 (sizes, headers and NaN still checked)")
     args = ap.parse_args(argv)
     if args.recompute < 0:
@@ -244,15 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         teacher=args.teacher,
         device=args.device,
         seed=args.seed,
-        atol=args.atol,
+        rtol=args.rtol,
         scenes=args.scenes,
         progress=True,
+        jobs=args.jobs,
     )
     if rep.recompute:
         r = rep.recompute
         print(
             f"recompute: {r['images']} images, max abs error patches {r['max_abs_err_patches']:.3g}, "
-            f"cls {r['max_abs_err_cls']:.3g} (atol {r['atol']})"
+            f"cls {r['max_abs_err_cls']:.3g} relative L2 {r['max_rel_err']:.3%} (rtol {r['rtol']})"
         )
     for p in rep.problems:
         print(f"PROBLEM {p}", file=sys.stderr)
