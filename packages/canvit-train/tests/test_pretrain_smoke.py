@@ -51,3 +51,26 @@ def test_smoke_preset_loss_falls(tmp_path, capsys):
     v = pd.read_csv(run / "validation.csv")
     assert v[v.step == v.step.max()]["cos_patch_std"].mean() > v[v.step == v.step.min()]["cos_patch_std"].mean()
     assert "mean loss of the first 10 steps" in capsys.readouterr().err
+
+
+def test_pretrain_from_an_export_of_teacher_features(tmp_path):
+    """The paper's mode: precomputed shards (issue 9's export) + the scenes they were made from."""
+    from canvit_train.data.smoke import make_smoke_data as make_export_data
+    from canvit_train.data.smoke import smoke_export
+    from canvit_train.data.standardizers import fit_standardizers, iter_shard_features, save_standardizers
+
+    src = make_export_data(tmp_path / "src", num_scenes=16)
+    manifest = smoke_export(src, tmp_path / "features")  # 32 px scenes: 2x2 teacher grid, dim 32
+    stats = fit_standardizers(iter_shard_features(tmp_path / "features"), 8)
+    save_standardizers(stats, tmp_path / "features/standardizers.safetensors")
+    run = tmp_path / "run"
+    rc = main(["--preset", "smoke", "--features", str(tmp_path / "features"), "--scenes", str(src.scenes),
+               "--scene-size", str(manifest.resolution), "--glimpse-size", "16", "--canvas-grid", str(manifest.grid),
+               "--batch-size", "4", "--steps", "3", "--validate-every", "0", "--workers", "0",
+               "--run-dir", str(run), "--no-progress", "--no-results"])
+    assert rc == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["mode"] == "shards" and cfg["data"]["standardizers"].endswith("standardizers.safetensors")
+    model = CanViTForPretraining.from_pretrained(run / "final")
+    torch.testing.assert_close(model.teacher_patch_standardizer.mean, stats["patch_mean"])
+    assert len(pd.read_csv(run / "metrics.csv")) == 3
