@@ -41,6 +41,7 @@ def test_run_writes_checkpoints_metrics_validation_and_a_loadable_final(tmp_path
     assert [c.step for c in ckpt.list_checkpoints(run)] == [3, 6]
     state = ckpt.latest_checkpoint(run).state
     assert state["data_position"] == 6 * 4 and state["config"]["batch_size"] == 4
+    assert state["scheduler"]["schedule"] == "warmup-constant" and state["code"]
     assert set(load_file(str(run / "checkpoints/step-000000006/rng.safetensors"))) >= {"torch_cpu"}
     m = pd.read_csv(run / "metrics.csv")
     assert list(m["step"]) == [1, 2, 3, 4, 5, 6]

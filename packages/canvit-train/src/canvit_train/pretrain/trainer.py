@@ -396,6 +396,8 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
         if d.main:
             path = ckpt.save_checkpoint(run_dir, step, model, opt, {
                 "data_position": step * cfg.batch_size,
+                # the schedule is a function of the step: this is its whole state
+                "scheduler": {"schedule": cfg.lr_schedule, "next_step_lr": learning_rate(cfg, step)},
                 "config": _jsonable_cfg(cfg),
                 "preset": opts.preset,
                 "world_size": d.world_size,
