@@ -116,6 +116,8 @@ BACKBONES: dict[str, ViTConfig] = {
     "vitb16": ViTConfig(dim=768, num_heads=12, depth=12),
     "vitl16": ViTConfig(dim=1024, num_heads=16, depth=24),
     "vith16plus": ViTConfig(dim=1280, num_heads=20, depth=32, ffn_ratio=6.0, mlp="swiglu"),
+    # not a released model: the tiny backbone of smoke runs and tests (canvit-train's `smoke` preset)
+    "test-tiny": ViTConfig(dim=64, num_heads=2, depth=2),
 }
 
 

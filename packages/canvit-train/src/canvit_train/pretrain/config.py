@@ -51,16 +51,74 @@ class PretrainConfig:
     amp: str = "bf16"  # forward precision on CUDA ("bf16" or "fp32"); CPU always fp32
     layerscale_init: float = 1e-5
     seed: int = 0
-    # overrides of the architecture for tiny models (smoke); None = the model preset's own
+    # overrides of the architecture for tiny models (smoke); None = the model preset's own.
+    # Keys are `canvit_model.CanViTConfig` fields (e.g. backbone_name, canvas_num_heads).
     backbone_override: dict[str, Any] | None = field(default=None, compare=False)
+    # bookkeeping (not part of the recipe; flags override them)
+    log_every: int = 20  # steps between metric flushes (and the only host syncs of the loop)
+    checkpoint_every: int = 4992  # steps between checkpoints (the authors' 45-min SLURM task)
+    validate_every: int = 1000  # steps between validations (0: never)
+    validation_glimpses: int = 10  # T of the validation rollout (reconstruction cosine per timestep)
+    validation_scenes: int = 64  # held-out scenes per validation
+    standardizer_samples: int = 4096  # scenes for the per-position statistics (the paper's first shard)
 
     @property
     def expected_glimpses_per_rollout(self) -> float:
         """Mean rollout length: chunks are geometric with stop probability p, so E[T] = K / p."""
         return self.tbptt_chunk / self.stop_probability
 
+    def canvit_config(self):
+        """The `canvit_model.CanViTConfig` this recipe trains (the model preset plus overrides)."""
+        cfg = MODEL_PRESETS[self.model_preset].config
+        if self.backbone_override:
+            cfg = dataclasses.replace(cfg, **self.backbone_override)
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and its valid range for a recipe that cannot run."""
+        checks = [
+            ("scene_size", self.scene_size >= 16, ">= 16"),
+            ("glimpse_size", 16 <= self.glimpse_size <= self.scene_size, f"in [16, scene_size={self.scene_size}]"),
+            ("canvas_grid", self.canvas_grid >= 1, ">= 1"),
+            ("min_scale", 0 < self.min_scale <= 1, "in (0, 1]"),
+            ("tbptt_chunk", self.tbptt_chunk >= 1, ">= 1"),
+            ("stop_probability", 0 < self.stop_probability <= 1, "in (0, 1]"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("steps", self.steps >= 1, ">= 1"),
+            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("lr_peak", self.lr_peak > 0, "> 0"),
+            ("lr_start", 0 <= self.lr_start, ">= 0"),
+            ("grad_clip", self.grad_clip > 0, "> 0"),
+            ("amp", self.amp in ("bf16", "fp32"), "'bf16' or 'fp32'"),
+            ("log_every", self.log_every >= 1, ">= 1"),
+            ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
+            ("validate_every", self.validate_every >= 0, ">= 0"),
+            ("validation_glimpses", self.validation_glimpses >= 1, ">= 1"),
+            ("rollouts", len(self.rollouts) >= 1 and all(r in ROLLOUTS for r in self.rollouts),
+             f"one or more of {ROLLOUTS}"),
+            ("dense_loss/cls_loss", self.dense_loss or self.cls_loss, "at least one loss on"),
+        ]
+        bad = [f"{name} must be {rule} (got {getattr(self, name.split('/')[0])!r})" for name, ok, rule in checks if not ok]
+        if self.model_preset not in MODEL_PRESETS:
+            bad.append(f"model_preset must be one of {list(MODEL_PRESETS)} (got {self.model_preset!r})")
+        if bad:
+            raise ValueError("invalid pretraining config: " + "; ".join(bad))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
+        """Inverse of `to_dict` (JSON turns tuples into lists)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"pretraining config has unknown fields {unknown}")
+        d = dict(d)
+        for k in ("rollouts", "betas"):
+            if k in d and d[k] is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
 
     def replace(self, **changes: Any) -> PretrainConfig:
         return dataclasses.replace(self, **changes)
@@ -86,6 +144,30 @@ PRESETS: dict[str, PretrainConfig] = {
     "abl-no-bptt": _ABLATION.replace(model_preset="no-bptt", tbptt_chunk=1, stop_probability=0.25),
     # the baseline at the ablation length (Table 3's reference row is trained like the ablations)
     "abl-baseline": _ABLATION,
+    # a tiny model and a tiny random teacher on generated scenes with online targets: minutes on a CPU
+    "smoke": CANVIT_B.replace(
+        teacher="tiny-random",
+        dataset="synthetic",
+        dataset_version="canvit_data.synthetic seed 0",
+        preprocessing="Resize(128) + CenterCrop",
+        scene_size=128,
+        glimpse_size=32,
+        canvas_grid=8,
+        batch_size=8,
+        steps=300,
+        warmup_steps=10,
+        lr_peak=2e-3,
+        amp="fp32",
+        log_every=10,
+        checkpoint_every=100,
+        validate_every=100,
+        validation_scenes=8,
+        standardizer_samples=64,
+        backbone_override=dict(
+            backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=32, num_canvas_registers=2,
+            num_backbone_registers=1, rw_stride=1,
+        ),
+    ),
 }
 
 

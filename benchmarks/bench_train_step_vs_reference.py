@@ -1,0 +1,99 @@
+"""One CanViT-B pretraining step: ours (canvit_train.pretrain.step) vs the authors' canvit-pytorch 0.2.1
+(`canvit_pytorch.pretrain.step.training_step`), same weights, same batch, same process.
+
+Needs an environment with both (canvit-pytorch requires Python >= 3.12), e.g.:
+
+    PYENV_VERSION=3.11.7:3.12.1 uv venv -p 3.12 /tmp/oracle312
+    uv pip install --python /tmp/oracle312 canvit-pytorch==0.2.1
+    uv pip install --python /tmp/oracle312 --no-deps -e packages/canvit-model -e packages/canvit-train \
+        -e packages/canvit-data -e packages/canvit-results
+    /tmp/oracle312/bin/python benchmarks/bench_train_step_vs_reference.py --batch-size 2 --threads 2
+
+What is timed, for each side: zero_grad + one step of 1 F-IID + 1 R-IID rollout of T = 2 glimpses
+(one TBPTT chunk; the reference's stop probability is set to 1 so its sampled length is exactly K = 2)
+at 128 px glimpses from 512 px scenes with a 32x32 canvas, fp32 eager (CPU), + grad clip 1.0 + AdamW.
+Calls alternate (order flipped every repeat). Prints min / median seconds per step and ours / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per side")
+    ap.add_argument("--warmup", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import canvit_pytorch as ref_pkg
+    from canvit_pytorch.pretrain.loss import DistillationTargets
+    from canvit_pytorch.pretrain.step import training_step
+    from canvit_train.pretrain.config import PRESETS
+    from canvit_train.pretrain.optim import make_optimizer
+    from canvit_train.pretrain.step import StepPlan, forward_backward, plan_step
+    from canvit_train.pretrain.trainer import build_model
+
+    cfg = PRESETS["canvit-b"].replace(batch_size=args.batch_size)
+    b = args.batch_size
+    ours = build_model(cfg, 768, 32).train()
+    with torch.no_grad():  # fitted standardizers (identity statistics): both sides refuse unfitted ones
+        for std in (ours.teacher_patch_standardizer, ours.teacher_cls_standardizer):
+            std.fitted.fill_(True)
+    ref = ref_pkg.CanViTForPretraining(canvit_config=ref_pkg.CanViTConfig(), teacher_dim=768, teacher_patch_grid=32).train()
+    ref.load_state_dict(ours.state_dict(), strict=True)  # same layout, same weights
+    g = torch.Generator().manual_seed(0)
+    scenes = torch.randn(b, 3, 512, 512, generator=g)
+    patches, cls = torch.randn(b, 1024, 768, generator=g), torch.randn(b, 768, generator=g)
+    opt_o = make_optimizer(ours, cfg, torch.device("cpu"))
+    opt_r = torch.optim.AdamW(ref.parameters(), lr=4e-4, betas=(0.9, 0.999), weight_decay=1e-4)
+    p = plan_step(cfg, 0, b)
+    plan = StepPlan(num_chunks=1, chunk=2, viewpoints={r: v[:2] for r, v in p.viewpoints.items()})
+
+    def step_ours() -> None:
+        opt_o.zero_grad(set_to_none=True)
+        forward_backward(ours, ours, scenes, patches, cls, plan, cfg)
+        torch.nn.utils.clip_grad_norm_(ours.parameters(), 1.0)
+        opt_o.step()
+
+    def step_ref() -> None:
+        opt_r.zero_grad(set_to_none=True)
+        targets = DistillationTargets.standardize(ref, patches=patches, cls=cls)
+        training_step(model=ref, images=scenes, targets=targets, rollout_policies=("full_then_random", "random"),
+                      tbptt_chunk_glimpses=2, stop_probability=1.0, glimpse_size_px=128, canvas_grid_size=32,
+                      enable_teacher_patch_loss=True, enable_teacher_cls_loss=True, autocast=contextlib.nullcontext())
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt_r.step()
+
+    for _ in range(args.warmup):
+        step_ours()
+        step_ref()
+    times: dict[str, list[float]] = {"ours": [], "ref": []}
+    for i in range(args.repeats):
+        order = [("ours", step_ours), ("ref", step_ref)]
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+    o, r = times["ours"], times["ref"]
+    print(f"CanViT-B train step, batch {b}, T=2 x (F-IID + R-IID), 512 px / 32^2 canvas, fp32 eager, "
+          f"{args.threads} threads, torch {torch.__version__}, load average {load}")
+    print("| side | min s/step | median s/step | glimpses/s (min) |")
+    print("|---|---|---|---|")
+    for name, ts in (("ours (canvit-train)", o), ("canvit-pytorch 0.2.1", r)):
+        print(f"| {name} | {min(ts):.2f} | {statistics.median(ts):.2f} | {4 * b / min(ts):.2f} |")
+    print(f"ratio ours / reference: min {min(o) / min(r):.3f}, median {statistics.median(o) / statistics.median(r):.3f}")
+
+
+if __name__ == "__main__":
+    main()

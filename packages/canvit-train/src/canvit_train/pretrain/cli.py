@@ -1,0 +1,234 @@
+"""`pretrain` / `canvit-train pretrain`: the command line of the pretraining loop."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import PRESETS, PretrainConfig
+
+EXAMPLES = """\
+examples:
+  # a couple of minutes on any CPU: generated scenes, tiny model, tiny random teacher
+  pretrain --preset smoke
+
+  # CanViT-B exactly as the paper (Table 2) on one H100, from an export of teacher features
+  pretrain --preset canvit-b --features /data/in21k-dv3b16-512 --scenes /data/in21k --compile --run-dir runs/canvitb
+
+  # the same on 8 GPUs (global batch stays 64: 8 per GPU)
+  torchrun --standalone --nproc-per-node 8 -m canvit_train.pretrain.cli --preset canvit-b \\
+      --features /data/in21k-dv3b16-512 --scenes /data/in21k --compile --run-dir runs/canvitb
+
+  # continue after a crash, a pre-emption or the end of a SLURM task (bit-for-bit the same run)
+  pretrain --run-dir runs/canvitb --resume --features /data/in21k-dv3b16-512 --scenes /data/in21k
+
+presets: """ + ", ".join(PRESETS) + """
+signals: SIGTERM/SIGINT checkpoint and stop after the current step; SIGUSR1 checkpoints and continues
+"""
+
+# Fields that only steer logging / checkpoint cadence: they may change on --resume.
+BOOKKEEPING = ("log_every", "checkpoint_every", "validate_every", "validation_glimpses", "validation_scenes")
+SKIP = ("backbone_override",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pretrain",
+        description="CanViT passive-to-active dense latent distillation (paper §5, Appendices D-E). "
+        "A preset gives the recipe; flags override its fields.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", default="canvit-b", choices=list(PRESETS), metavar="NAME",
+                   help="recipe: " + ", ".join(PRESETS) + " (default canvit-b = Table 2)")
+    p.add_argument("--list-presets", action="store_true", help="print the presets and their recipes, then exit")
+    run = p.add_argument_group("run")
+    run.add_argument("--run-dir", metavar="DIR", help="checkpoints, metrics.csv, final/ (default: runs/PRESET-TIMESTAMP)")
+    run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --run-dir "
+                     "(without --run-dir: the newest runs/PRESET-* with a checkpoint)")
+    run.add_argument("--max-steps", type=int, metavar="N", help="stop this invocation at global step N (the recipe is unchanged)")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model (backward_pass_autocast='off')")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK when available, else cpu)")
+    run.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="complete checkpoints kept (default 3)")
+    run.add_argument("--export-final", action="store_true", help="export the newest checkpoint of --run-dir to RUN_DIR/final "
+                     "(save_pretrained) and exit")
+    run.add_argument("--results", metavar="DIR", help="results store root (default $CANVIT_RESULTS or results/)")
+    run.add_argument("--no-results", action="store_true", help="do not write the loss curves to the results store")
+    run.add_argument("--run-name", help="results store key (default: the run directory's name)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard (needs tensorboard)")
+    run.add_argument("--threads", type=int, help="torch CPU threads")
+
+    from .data import add_data_arguments
+
+    add_data_arguments(p)
+    rec = p.add_argument_group("recipe (override the preset's fields)")
+    for f in dataclasses.fields(PretrainConfig):
+        if f.name in SKIP:
+            continue
+        default = f.default
+        if isinstance(default, bool):
+            rec.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif isinstance(default, tuple):
+            typ = type(default[0]) if default else str
+            rec.add_argument(_flag(f.name), dest=f.name, nargs="+", type=typ, default=None, metavar="V")
+        else:
+            rec.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None, metavar="V")
+    return p
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(PretrainConfig):
+        v = getattr(args, f.name, None)
+        if f.name not in SKIP and v is not None:
+            out[f.name] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def default_run_dir(preset: str) -> Path:
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run_id and run_id != "none":
+        return Path("runs") / f"{preset}-torchrun-{run_id}"  # the same directory on every rank
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{preset}-{stamp}"
+
+
+def newest_run(preset: str) -> Path | None:
+    from .checkpoint import latest_checkpoint
+
+    runs = [d for d in Path("runs").glob(f"{preset}-*") if d.is_dir() and latest_checkpoint(d) is not None]
+    return max(runs, key=lambda d: latest_checkpoint(d).path.stat().st_mtime) if runs else None
+
+
+def _err(msg: str) -> int:
+    print(f"pretrain: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.list_presets:
+        for name, c in PRESETS.items():
+            print(f"{name}: model {c.model_preset}, rollouts {'+'.join(c.rollouts)}, K={c.tbptt_chunk}, "
+                  f"p_stop={c.stop_probability}, {c.steps} steps (warmup {c.warmup_steps}), batch {c.batch_size}, "
+                  f"lr {c.lr_peak}, dense loss {c.dense_loss}")
+        return 0
+    if args.threads or args.preset == "smoke":
+        import torch
+
+        # smoke: one thread; tiny ops are latency-bound and oversubscribed cores make threads spin
+        torch.set_num_threads(args.threads or 1)
+    from . import checkpoint as ckpt
+    from .data import DataMissing, build_data
+    from .trainer import NonFiniteLoss, RunOptions, train
+
+    over = overrides(args)
+    try:
+        cfg = PRESETS[args.preset].replace(**over)
+        cfg.validate()
+    except (TypeError, ValueError) as e:
+        return _err(str(e))
+
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    elif args.resume or args.export_final:
+        found = newest_run(args.preset)
+        if found is None:
+            return _err(f"--resume/--export-final: no run of preset {args.preset!r} with a checkpoint under runs/; pass --run-dir")
+        run_dir = found
+    else:
+        run_dir = default_run_dir(args.preset)
+
+    latest = ckpt.latest_checkpoint(run_dir) if (args.resume or args.export_final) else None
+    if latest is not None:  # the checkpoint's recipe wins; only bookkeeping may change
+        saved = PretrainConfig.from_dict(latest.state["config"])
+        clash = {k: (v, getattr(saved, k)) for k, v in over.items() if k not in BOOKKEEPING and getattr(saved, k) != v}
+        if clash:
+            return _err("these flags differ from the run's recipe and cannot change on --resume: "
+                        + ", ".join(f"--{k.replace('_', '-')} {v[0]!r} (run: {v[1]!r})" for k, v in clash.items()))
+        cfg = saved.replace(**{k: v for k, v in over.items() if k in BOOKKEEPING})
+        preset_name = latest.state.get("preset") or args.preset
+    else:
+        preset_name = args.preset
+    if args.export_final:
+        if latest is None:
+            return _err(f"--export-final: no complete checkpoint under {run_dir / 'checkpoints'}")
+        return export_final(latest, cfg, run_dir)
+
+    no_data = args.features is None and args.images is None and not args.synthetic and cfg.teacher != "tiny-random"
+    if no_data:
+        from .data import NO_DATA_HELP
+
+        print(NO_DATA_HELP, file=sys.stderr)
+        return 2
+
+    import torch
+
+    from .trainer import init_distributed
+
+    device_type = torch.device(args.device).type if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    d = init_distributed(device_type)
+    device = torch.device(args.device) if args.device else (
+        torch.device("cuda", d.local_rank) if torch.cuda.is_available() else torch.device("cpu"))
+    try:
+        data = build_data(args, cfg, run_dir, device, rank=d.rank)
+        opts = RunOptions(run_dir=run_dir, resume=args.resume, device=args.device, compile=args.compile,
+                          max_steps=args.max_steps, keep_checkpoints=args.keep_checkpoints, results=args.results,
+                          write_results=not args.no_results, run_name=args.run_name, progress=not args.no_progress,
+                          tensorboard=args.tensorboard, preset=preset_name, argv=["pretrain", *argv])
+        summary = train(cfg, data, opts)
+    except DataMissing as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except NonFiniteLoss as e:
+        print(f"pretrain: stopped: {e}", file=sys.stderr)
+        return 3
+    except OSError as e:  # missing files, an unreachable hub without a cached teacher, a full disk
+        return _err(str(e))
+    except ValueError as e:
+        if type(e).__name__ == "ShardError" or str(e).startswith(("canvas_grid=", "batch_size=", "invalid pretraining")):
+            return _err(str(e))
+        raise
+    if summary["status"] == "interrupted":
+        print(f"pretrain: stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint in "
+              f"{run_dir / 'checkpoints'}; continue with --run-dir {run_dir} --resume", file=sys.stderr)
+    elif d.main:
+        trend = ""
+        if "loss_first" in summary:
+            trend = (f"; mean loss of the first {summary['loss_window']} steps {summary['loss_first']:.4f} -> "
+                     f"last {summary['loss_window']} steps {summary['loss_last']:.4f}")
+        print(f"pretrain: done at step {summary['step']}{trend}; weights: {summary.get('final')}", file=sys.stderr)
+    return 0
+
+
+def export_final(latest: Any, cfg: PretrainConfig, run_dir: Path) -> int:
+    """On-demand export: the newest checkpoint's weights to RUN_DIR/final (canvit-pytorch 0.2 layout)."""
+    from canvit_model import CanViTForPretraining
+    from safetensors.torch import load_file
+
+    sd = load_file(os.fspath(latest.path / "model.safetensors"))
+    dim = sd["teacher_cls_standardizer.mean"].shape[-1]
+    grid = math.isqrt(sd["teacher_patch_standardizer.mean"].shape[0])
+    model = CanViTForPretraining(cfg.canvit_config(), teacher_dim=dim, teacher_patch_grid=grid)
+    model.load_state_dict(sd, strict=True)
+    model.hub_extra = {"training": {"recipe": "canvit-train pretrain", "preset": latest.state.get("preset"),
+                                    "steps_done": latest.step, **latest.state["config"]}}
+    model.save_pretrained(run_dir / "final")
+    print(f"pretrain: step {latest.step} exported to {run_dir / 'final'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # torchrun -m canvit_train.pretrain.cli ...
+    raise SystemExit(main())
