@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from canvit_eval import latency
 
@@ -40,7 +41,11 @@ def test_cli_writes_tidy_csv_and_resumes(tmp_path):
 def test_run_config_in_process_dinov3():
     cfg = latency.Config(model="dinov3-b", scene_px=32, device="cpu", threads=1, precision="fp32",
                          compiled=False, pass_index=1)
-    res = latency.run_config(cfg, seed=0, warmup=1, budget_s=0.0, min_iters=3, max_iters=3)
+    threads = torch.get_num_threads()
+    try:  # run_config sets the process's thread count (it normally runs in a fresh process)
+        res = latency.run_config(cfg, seed=0, warmup=1, budget_s=0.0, min_iters=3, max_iters=3)
+    finally:
+        torch.set_num_threads(threads)
     assert len(res["ms"]) == 3 and res["peak_mem_mib"] is None and res["threads"] == 1
 
 

@@ -149,7 +149,11 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
 def write_safetensors(
     tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write `tensors` (any device, any strides; views of one storage are fine) with safetensors' own writer."""
+    """Write `tensors` (any device, any strides; views of one storage are fine) with safetensors' own writer.
+
+    Byte-reproducible only with at most one metadata key: safetensors stores `__metadata__` in a hash
+    map, so several keys are written in an order that changes from one process to the next.
+    """
     seen: set[int] = set()
     out: dict[str, torch.Tensor] = {}
     for k, v in tensors.items():

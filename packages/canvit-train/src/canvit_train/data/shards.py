@@ -91,11 +91,17 @@ def read_json(path: Path, what: str = "") -> dict[str, Any]:
 def write_shard(
     path: Path, patches: torch.Tensor, cls: torch.Tensor, position: torch.Tensor, metadata: Mapping[str, str]
 ) -> None:
-    """Write one shard atomically (temp file, fsync, rename). Bytes depend only on the inputs."""
+    """Write one shard atomically (temp file, fsync, rename). Bytes depend only on the inputs.
+
+    safetensors keeps `__metadata__` in a hash map, so several keys come out in a different order from
+    one process to the next; the shard metadata therefore travels as ONE key holding sorted JSON
+    (`"canvit"`), which keeps the file's bytes (and its sha256) reproducible.
+    """
     from canvit_model.hub import write_safetensors
 
     tmp = _tmp(path)
-    write_safetensors({"patches": patches, "cls": cls, "position": position}, tmp, dict(metadata))
+    header = {"canvit": json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))}
+    write_safetensors({"patches": patches, "cls": cls, "position": position}, tmp, header)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
