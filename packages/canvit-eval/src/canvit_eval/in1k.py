@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_results.cli import int_at_least, pick_device
 
 EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
   canvit-eval in1k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
@@ -51,10 +52,6 @@ def run_key(model: str, policy: str, scene_size: int, canvas_grid: int, seed: in
     smoke runs on the first N images get `-limit{N}` so they never pass for full runs."""
     key = f"{model_tag(model)}-{policy}-s{scene_size}-c{canvas_grid}-seed{seed}"
     return key if limit is None else f"{key}-limit{limit}"
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # -- scenes ----------------------------------------------------------------------------------------
@@ -293,19 +290,6 @@ def load_classifier(model: str, probe: str | None, device: torch.device) -> Any:
     return CanViTForImageClassification.from_pretrained_with_probe(model, probe, map_location=device)
 
 
-def _positive(name: str) -> Callable[[str], int]:
-    def parse(v: str) -> int:
-        try:
-            x = int(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {v!r}") from None
-        if x < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {x}")
-        return x
-
-    return parse
-
-
 def add_rollout_args(p: argparse.ArgumentParser, *, policy: str | None, glimpses: int, scene: int, grid: int,
                      batch: int) -> None:
     """Flags shared with `canvit-eval ade20k`: size, batch, precision, results."""
@@ -315,20 +299,20 @@ def add_rollout_args(p: argparse.ArgumentParser, *, policy: str | None, glimpses
         p.add_argument("--policy", required=True, choices=POLICIES, help="viewing policy")
     else:
         p.add_argument("--policy", default=policy, choices=POLICIES, help=f"viewing policy (default {policy})")
-    p.add_argument("--glimpses", type=_positive("--glimpses"), default=glimpses, help=f"T (default {glimpses})")
+    p.add_argument("--glimpses", type=int_at_least(1, "--glimpses"), default=glimpses, help=f"T (default {glimpses})")
     p.add_argument("--seed", type=int, default=0, help="seed of the policy's random draws (default 0)")
-    p.add_argument("--scene-size", type=_positive("--scene-size"), default=scene, help=f"scene px (default {scene})")
-    p.add_argument("--canvas-grid", type=_positive("--canvas-grid"), default=grid, help=f"canvas grid G (default {grid})")
-    p.add_argument("--glimpse-px", type=_positive("--glimpse-px"), default=128, help="glimpse px (default 128)")
-    p.add_argument("--batch-size", type=_positive("--batch-size"), default=batch, help=f"scenes per batch (default {batch})")
+    p.add_argument("--scene-size", type=int_at_least(1, "--scene-size"), default=scene, help=f"scene px (default {scene})")
+    p.add_argument("--canvas-grid", type=int_at_least(1, "--canvas-grid"), default=grid, help=f"canvas grid G (default {grid})")
+    p.add_argument("--glimpse-px", type=int_at_least(1, "--glimpse-px"), default=128, help="glimpse px (default 128)")
+    p.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), default=batch, help=f"scenes per batch (default {batch})")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast for the model on CUDA (heads and probes always fp32; default on)")
     p.add_argument("--results", default=None, help="results store root (default $CANVIT_RESULTS or results/)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     p.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="data loader processes (decoding, resizing; default min(8, CPUs))")
-    p.add_argument("--limit", type=_positive("--limit"), default=None, help="evaluate only the first N images (smoke runs)")
-    p.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=20,
+    p.add_argument("--limit", type=int_at_least(1, "--limit"), default=None, help="evaluate only the first N images (smoke runs)")
+    p.add_argument("--checkpoint-every", type=int_at_least(1, "--checkpoint-every"), default=20,
                    help="batches between saves of the running sums (resume point; default 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -387,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if is_complete(args.results, "in1k", key):
         print(f"in1k/{key} is complete in the results store; nothing to do")
         return 0
-    device = torch.device(args.device) if args.device else default_device()
+    device = pick_device(args.device)
     source = open_source(p, args.data, args.split, "folder")
     try:
         clf = load_classifier(args.model, args.probe, device)

@@ -32,6 +32,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from canvit_results.cli import int_at_least
+
 from .in1k import run_key as in1k_key
 from .reconstruction import run_key as reconstruction_key
 
@@ -234,19 +236,6 @@ def _csv(choices: Sequence[str], name: str):
     return parse
 
 
-def _nonneg(name: str):
-    def parse(v: str) -> int:
-        try:
-            x = int(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {v!r}") from None
-        if x < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {x}")
-        return x
-
-    return parse
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from canvit_model import PRESETS
 
@@ -269,13 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--in1k-policies", type=_csv(IN1K_POLICIES, "--in1k-policies"), default=IN1K_POLICIES)
     p.add_argument("--presets", type=_csv(tuple(PRESETS), "--presets"), default=None,
                    help="reconstruction checkpoints (default: every preset with a released checkpoint)")
-    p.add_argument("--ade20k-seeds", type=_nonneg("--ade20k-seeds"), default=10, help="runs per stochastic ADE20K policy (10)")
-    p.add_argument("--in1k-seeds", type=_nonneg("--in1k-seeds"), default=5, help="runs per stochastic IN1k policy (5)")
-    p.add_argument("--reconstruction-seeds", type=_nonneg("--reconstruction-seeds"), default=5, help="runs per checkpoint (5)")
-    p.add_argument("--limit", type=_nonneg("--limit"), default=None, help="smoke runs on the first N images (keys get -limitN)")
+    p.add_argument("--ade20k-seeds", type=int_at_least(0, "--ade20k-seeds"), default=10, help="runs per stochastic ADE20K policy (10)")
+    p.add_argument("--in1k-seeds", type=int_at_least(0, "--in1k-seeds"), default=5, help="runs per stochastic IN1k policy (5)")
+    p.add_argument("--reconstruction-seeds", type=int_at_least(0, "--reconstruction-seeds"), default=5, help="runs per checkpoint (5)")
+    p.add_argument("--limit", type=int_at_least(0, "--limit"), default=None, help="smoke runs on the first N images (keys get -limitN)")
     p.add_argument("--extra", default="", help="extra arguments appended to every job, e.g. \"--batch-size 16\"")
-    p.add_argument("--worker-index", type=_nonneg("--worker-index"), default=0, help="this worker's index (job array)")
-    p.add_argument("--num-workers", type=_nonneg("--num-workers"), default=1, help="workers sharing the plan")
+    p.add_argument("--worker-index", type=int_at_least(0, "--worker-index"), default=0, help="this worker's index (job array)")
+    p.add_argument("--num-workers", type=int_at_least(0, "--num-workers"), default=1, help="workers sharing the plan")
     p.add_argument("--dry-run", action="store_true", help="print the plan with estimated GPU time; run nothing")
     p.add_argument("--keep-going", action="store_true", help="continue after a failed job (exit 1 at the end)")
     p.add_argument("--in-process", action="store_true", help="run jobs in this process (debugging)")

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from canvit_results.cli import pick_device
 
 from .in1k import (
     SceneBatch,
     add_rollout_args,
     batch_generator,
     check_rollout_args,
-    default_device,
     evaluate_means,
     open_source,
     partial_path,
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if is_complete(args.results, "reconstruction", key):
         print(f"reconstruction/{key} is complete in the results store; nothing to do")
         return 0
-    device = torch.device(args.device) if args.device else default_device()
+    device = pick_device(args.device)
     data, split = ade20k_images(args.data, args.split)
     source = open_source(p, data, split, None)
     try:

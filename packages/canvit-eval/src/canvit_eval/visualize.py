@@ -201,6 +201,8 @@ def write_outputs(rows: dict[str, list[Any]], out: Path, *, frame_ms: int = 700)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from canvit_results.cli import int_at_least, pick_device
+
     from .policies import POLICY_NAMES
 
     p = argparse.ArgumentParser(
@@ -212,23 +214,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="CanViT pretraining checkpoint: hub id, directory or preset name")
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--policy", default="c2f", choices=POLICY_NAMES, help="viewing policy (default c2f)")
-    p.add_argument("--glimpses", type=int, default=10, help="T (default 10)")
+    p.add_argument("--glimpses", type=int_at_least(1, "--glimpses"), default=10, help="T (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the policy's random draws")
-    p.add_argument("--scene-size", type=int, default=512, help="scene px (default 512)")
+    p.add_argument("--scene-size", type=int_at_least(1, "--scene-size"), default=512, help="scene px (default 512)")
     p.add_argument("--canvas-grid", type=int, default=None, help="canvas grid G (default scene size / 16)")
-    p.add_argument("--glimpse-px", type=int, default=128, help="glimpse px (default 128)")
+    p.add_argument("--glimpse-px", type=int_at_least(1, "--glimpse-px"), default=128, help="glimpse px (default 128)")
     p.add_argument("--resize", choices=("squish", "crop"), default="squish",
                    help="scene: resize to a square (ADE20K protocol, default) or short side + centre crop")
     p.add_argument("--probe", default=None, help="ADE20K segmentation probe of this canvas grid (hub id or dir)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--panel-px", type=int, default=256, help="side of each panel in px (default 256)")
-    p.add_argument("--frame-ms", type=int, default=700, help="GIF frame duration (default 700 ms)")
+    p.add_argument("--panel-px", type=int_at_least(1, "--panel-px"), default=256, help="side of each panel in px (default 256)")
+    p.add_argument("--frame-ms", type=int_at_least(1, "--frame-ms"), default=700, help="GIF frame duration (default 700 ms)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     args = p.parse_args(argv)
-    for name in ("glimpses", "scene_size", "glimpse_px", "panel_px", "frame_ms"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     grid = args.canvas_grid or args.scene_size // 16
     if grid < 1:
         p.error(f"--canvas-grid must be >= 1, got {grid}")
@@ -249,9 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from canvit_results import provenance
 
-    from .in1k import default_device
-
-    device = torch.device(args.device) if args.device else default_device()
+    device = pick_device(args.device)
     try:
         image = decode_image(Path(args.image), args.image)
     except ImageDecodeError as e:

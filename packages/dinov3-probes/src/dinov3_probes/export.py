@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from canvit_results import is_complete, provenance, results_root, write_run
 
     from .data import load_probe_data
-    from .extract import resolve_device
+    from canvit_results.cli import pick_device
     from .probe import save_probe
     from .train import ProbeParams, Schedule, fit
     from .tune import TuneConfig, features_meta, open_storage
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_results and is_complete(root, "dinov3-probes", key):
         raise SystemExit(f"{root}/dinov3-probes/{key} is already a complete result (results are never overwritten): "
                          "remove it, pass --no-results, or export under another --study")
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     print(f"retraining trial {trial.number} (selection value {trial.value:.4f}): {params}")

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from canvit_results import provenance
+from canvit_results.cli import pick_device
 
 from .augment import crop_rng, inception_crop
 from .features import FORMAT, REAL_NAME, SPLITS, atomic_write_text, num_parts, part_complete, write_part
@@ -40,15 +41,6 @@ def backbone_name(model: Any) -> str:
         if cfg == model.cfg:
             return name
     return f"custom-d{model.cfg.dim}-l{model.cfg.depth}"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {device}: CUDA is not available on this machine")
-    return d
 
 
 class _Images(Dataset):
@@ -229,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     source = open_images(args.data, split=args.data_split or args.split, labels="folder", image_column=args.image_column,
                          label_column=args.label_column)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model = DINOv3.from_pretrained(args.model).to(device).eval()
     out = Path(args.out)
     split_dir = out / args.split

@@ -218,14 +218,14 @@ def worker(storage_url: str, study_name: str, cfg_dict: dict[str, Any], trials: 
     import optuna
     import torch
 
-    from .extract import resolve_device
+    from canvit_results.cli import pick_device
     from .data import load_probe_data
     from .train import Schedule, fit, params_dict
 
     if threads > 0:
         torch.set_num_threads(threads)
     cfg = TuneConfig(**cfg_dict)
-    dev = resolve_device(device)
+    dev = pick_device(device)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     storage = open_storage(storage_url, heartbeat)

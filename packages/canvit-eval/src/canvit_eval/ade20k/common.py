@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from canvit_model import CanViTForPretraining, DINOv3, SegmentationProbe
 from canvit_model.config import BACKBONES
 from canvit_model.segmentation import upsample_logits
+from canvit_results.cli import int_at_least
 
 from ..policies import POLICY_NAMES, make_policy
 from ..rollout import autocast, rollout
@@ -33,33 +34,8 @@ def dinov3_backbone(size: str) -> str:
     return name
 
 
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return dev
+positive_int = int_at_least(1)  # argparse types of the ADE20K commands (argparse names the flag)
+nonneg_int = int_at_least(0)
 
 
 def short_name(spec: str) -> str:

@@ -32,6 +32,8 @@ from canvit_model.hub import write_safetensors
 from canvit_results import is_complete, provenance, results_root, write_run
 
 from ..policies import DETERMINISTIC, POLICY_NAMES
+from canvit_results.cli import pick_device
+
 from .common import (
     check_patch_multiple,
     dinov3_backbone,
@@ -40,7 +42,6 @@ from .common import (
     load_canvit,
     load_dinov3,
     nonneg_int,
-    pick_device,
     positive_int,
     short_name,
 )

@@ -47,6 +47,8 @@ from canvit_results import provenance
 
 from ..policies import make_policy
 from ..rollout import rollout
+from canvit_results.cli import float_in, pick_device
+
 from .common import (
     check_patch_multiple,
     batch_generator,
@@ -57,7 +59,6 @@ from .common import (
     load_canvit,
     load_dinov3,
     nonneg_int,
-    pick_device,
     positive_int,
 )
 from .data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20k
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-start", type=float, default=1e-6, help="warmup start factor of the lr (default 1e-6)")
     p.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=True,
                    help="photometric distortion in the training augmentation (default on)")
-    p.add_argument("--dropout", type=float, default=0.1, help="Dropout2d probability (default 0.1)")
+    p.add_argument("--dropout", type=float_in(0, 1, "--dropout", hi_open=True), default=0.1, help="Dropout2d probability (default 0.1)")
     p.add_argument("--num-classes", type=positive_int, default=ADE20K_NUM_CLASSES, help="classes (default 150)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of data order, augmentation, viewpoints, init")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
@@ -179,8 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
     if not dinov3 and args.model is None:
         raise SystemExit("--model is required (a CanViT hub id or directory)")
-    if not 0 <= args.dropout < 1:
-        raise SystemExit(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.lr <= 0 or args.weight_decay < 0 or not 0 < args.warmup_start <= 1:
         raise SystemExit("--lr must be > 0, --weight-decay >= 0 and --warmup-start in (0, 1]")
     if args.select == "best-val" and not args.val_every:

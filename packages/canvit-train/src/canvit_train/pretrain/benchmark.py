@@ -34,28 +34,26 @@ def cpu_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canvit_results.cli import int_at_least
+
     from .config import PRESETS
 
     ap = argparse.ArgumentParser(prog="canvit-train benchmark", description=__doc__, epilog=EXAMPLES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="canvit-b", choices=list(PRESETS), metavar="NAME", help=", ".join(PRESETS))
-    ap.add_argument("--batch-size", type=int, required=True, help="scenes per step")
-    ap.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    ap.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), required=True, help="scenes per step")
+    ap.add_argument("--steps", type=int_at_least(1, "--steps"), default=10, help="timed steps (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    ap.add_argument("--chunks", type=int, help="fix the TBPTT chunks per rollout (default: sampled as in training)")
+    ap.add_argument("--chunks", type=int_at_least(1, "--chunks"), help="fix the TBPTT chunks per rollout (default: sampled as in training)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (backward_pass_autocast='off')")
     ap.add_argument("--device", help="default cuda when available, else cpu")
     ap.add_argument("--amp", choices=["bf16", "fp32"], help="default: the preset's (bf16) on CUDA, fp32 on CPU")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every figure")
     args = ap.parse_args(argv)
-    for name in ("batch_size", "steps"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
-    if args.chunks is not None and args.chunks < 1:
-        ap.error(f"--chunks must be >= 1 (got {args.chunks})")
 
     import torch
+    from canvit_results.cli import pick_device
 
     from .data import synthetic_setup
     from .optim import make_optimizer
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     cfg = PRESETS[args.preset].replace(batch_size=args.batch_size)
     amp = args.amp or (cfg.amp if device.type == "cuda" else "fp32")
     teacher_dim = 768 if cfg.teacher != "tiny-random" else 32
