@@ -15,7 +15,7 @@ from canvit_eval.ade20k.common import evaluate_canvit_batches
 from canvit_eval.ade20k.data import EvalSet, open_ade20k
 from canvit_eval.ade20k.metrics import ConfusionMatrix
 from canvit_eval.cli import main as cli_main
-from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, DINOv3, SegmentationProbe, ViTConfig
+from canvit_model import BACKBONES, CanViTForPretraining, DINOv3, SegmentationProbe, ViTConfig
 from canvit_results import load_runs, read_meta
 
 NUM_CLASSES = 4  # the generated set's shape classes (annotation 0 = background -> ignored)
@@ -25,25 +25,14 @@ COMMON = ["--num-workers", "0", "--no-progress", "--device", "cpu"]
 TINY = ViTConfig(dim=32, num_heads=2, depth=2, patch_size=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, make_tiny_canvit):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(BACKBONES, "tiny", TINY)
         root = tmp_path_factory.mktemp("ade20k")
         data = write_ade20k(root, 48, 16, seed=0)
-        cfg = CanViTConfig(backbone_name="tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2,
-                           num_backbone_registers=1, rw_stride=1)
-        torch.manual_seed(0)
-        CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4).save_pretrained(root / "model")
+        model = make_tiny_canvit(mp, backbone="tiny", patch_size=4, num_backbone_registers=1, rw_stride=1)
+        assert BACKBONES["tiny"] == TINY
+        model.save_pretrained(root / "model")
         out = root / "probe-run"
         argv = ["--model", str(root / "model"), "--data", str(data), *GEOM, "--glimpses", "2", "--steps", "200",
                 "--batch-size", "8", "--warmup-steps", "10", "--lr", "1e-2", "--num-classes", str(NUM_CLASSES),

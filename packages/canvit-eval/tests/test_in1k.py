@@ -9,25 +9,12 @@ from canvit_data.synthetic import write_image_folder
 from canvit_eval import in1k
 from canvit_eval.policies import make_policy
 from canvit_model import (
-    BACKBONES,
-    CanViTConfig,
     CanViTForImageClassification,
-    CanViTForPretraining,
-    ViTConfig,
     center_crop_transform,
     sample_at_viewpoint,
     save_linear_probe,
 )
 from canvit_results import is_complete, load_runs, read_meta
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 N_IMAGES, N_LABELS, TEACHER_DIM, N_CLASSES = 10, 4, 16, 12
@@ -36,11 +23,8 @@ COMMON = ["--scene-size", "64", "--canvas-grid", "4", "--glimpse-px", "32", "--g
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))
-    torch.manual_seed(0)
-    cfg = CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2)
-    m = CanViTForPretraining(cfg, teacher_dim=TEACHER_DIM, teacher_patch_grid=4)
+def setup(tmp_path, monkeypatch, make_tiny_canvit):
+    m = make_tiny_canvit(monkeypatch, TEACHER_DIM)
     with torch.no_grad():
         m.teacher_cls_standardizer.mean.normal_()
         m.teacher_cls_standardizer.var.uniform_(0.5, 2)

@@ -2,19 +2,8 @@
 
 import pandas as pd
 import pytest
-import torch
 from canvit_eval import matrix
 from canvit_results import is_complete, provenance, run_paths, write_run
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _complete(root, kind, key):

@@ -16,16 +16,7 @@ from canvit_eval.policies import (
     tile_membership,
 )
 from canvit_eval.rollout import rollout
-from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, ViTConfig, quadtree_tiles
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from canvit_model import quadtree_tiles
 
 
 def gen(seed: int) -> torch.Generator:
@@ -193,12 +184,8 @@ def test_bad_arguments_are_named():
 
 
 @pytest.fixture
-def tiny_model(monkeypatch):
-    monkeypatch.setitem(BACKBONES, "tiny", ViTConfig(dim=32, num_heads=2, depth=2, patch_size=8))
-    cfg = CanViTConfig(backbone_name="tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2,
-                       num_backbone_registers=1, rw_stride=1)
-    torch.manual_seed(0)
-    return CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4).eval()
+def tiny_model(monkeypatch, make_tiny_canvit):
+    return make_tiny_canvit(monkeypatch, backbone="tiny", patch_size=8, num_backbone_registers=1, rw_stride=1).eval()
 
 
 def test_rollout_yields_each_step_and_feeds_probe_logits(tiny_model):

@@ -7,19 +7,9 @@ import pytest
 import torch
 from canvit_data.synthetic import write_ade20k
 from canvit_eval import reconstruction as rec
-from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig
+from canvit_model import DINOv3, ViTConfig
 from canvit_model.layers.heads import PositionStandardizer
 from canvit_results import is_complete, load_runs, read_meta
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _cos(a, b):
@@ -80,11 +70,8 @@ def test_resolve_model_and_keys():
     assert rec.run_key("no-reads", 3) == "no-reads-seed3"
 
 
-def test_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))
-    torch.manual_seed(0)
-    cfg = CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2)
-    m = CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4)
+def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
+    m = tiny_canvit
     with torch.no_grad():
         for s in (m.teacher_patch_standardizer, m.teacher_cls_standardizer):
             s.mean.normal_(); s.var.uniform_(0.5, 2); s.fitted.fill_(True)

@@ -6,26 +6,13 @@ import numpy as np
 import pytest
 import torch
 from canvit_eval import visualize as viz
-from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, SegmentationProbe, ViTConfig
+from canvit_model import SegmentationProbe
 from PIL import Image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box has 2 shared cores, and oversubscribed torch threads crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKBONES, "test-tiny", ViTConfig(dim=32, num_heads=2, depth=2))
-    torch.manual_seed(0)
-    cfg = CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=16, num_canvas_registers=2)
-    CanViTForPretraining(cfg, teacher_dim=16, teacher_patch_grid=4).save_pretrained(tmp_path / "model")
+def tiny(tmp_path, tiny_canvit):
+    tiny_canvit.save_pretrained(tmp_path / "model")
     SegmentationProbe(embed_dim=32, num_classes=5).save_pretrained(tmp_path / "probe")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "scene.png")

@@ -20,12 +20,7 @@ CFG = PRESETS["smoke"].replace(scene_size=64, glimpse_size=32, canvas_grid=4, ba
                                validation_scenes=2, standardizer_samples=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def opts(tmp_path, **kw):

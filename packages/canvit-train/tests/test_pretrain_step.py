@@ -16,12 +16,7 @@ TINY = PRESETS["smoke"].replace(scene_size=64, glimpse_size=32, canvas_grid=4, b
 INIT_PARAMS = ("canvit.init_recurrent_cls", "canvit.init_canvas_registers", "canvit.init_canvas_patch")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(cfg=TINY, dim=8):
