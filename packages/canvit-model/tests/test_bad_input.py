@@ -11,9 +11,12 @@ import torch
 
 from canvit_model import (
     CanViTConfig,
+    CanViTForImageClassification,
     CanViTForPretraining,
+    CanViTForSemanticSegmentation,
     DINOv3,
     RecurrentState,
+    SegmentationProbe,
     ViTConfig,
     Viewpoint,
     center_crop_transform,
@@ -21,6 +24,7 @@ from canvit_model import (
     sample_at_viewpoint,
     square_resize_transform,
 )
+from canvit_model.classification import load_linear_probe
 
 SMALL = CanViTConfig(backbone_name="vits16", canvas_num_heads=2, canvas_head_dim=32)
 TINY_VIT = ViTConfig(dim=32, num_heads=2, depth=1)
@@ -141,6 +145,31 @@ CASES = [
      TypeError, ["from_pretrained", "revison"]),
     ("dinov3-unknown-kwarg", lambda m, d, c, t: DINOv3.from_pretrained(c, device="cpu"),
      TypeError, ["from_pretrained", "device"]),
+    # -- the classification / segmentation loaders: the same options, checked before any file is read
+    ("clf-dtype-int", lambda m, d, c, t: CanViTForImageClassification.from_pretrained(t / "nope", dtype=torch.int8),
+     TypeError, ["dtype"]),
+    ("clf-map-location", lambda m, d, c, t: CanViTForImageClassification.from_pretrained(t / "nope", map_location="gpu7"),
+     ValueError, ["map_location", "gpu7"]),
+    ("clf-unknown-kwarg", lambda m, d, c, t: CanViTForImageClassification.from_pretrained(c, revison="v1"),
+     TypeError, ["from_pretrained", "revison"]),
+    ("clf-probe-dtype-str", lambda m, d, c, t: CanViTForImageClassification.from_pretrained_with_probe(
+        c, t / "nope", dtype="half-ish"), TypeError, ["dtype"]),
+    ("clf-probe-map-location", lambda m, d, c, t: CanViTForImageClassification.from_pretrained_with_probe(
+        c, t / "nope", map_location="gpu7"), ValueError, ["map_location", "gpu7"]),
+    ("clf-probe-unknown-kwarg", lambda m, d, c, t: CanViTForImageClassification.from_pretrained_with_probe(
+        c, t / "nope", device="cpu"), TypeError, ["from_pretrained_with_probe", "device"]),
+    ("linear-probe-unknown-kwarg", lambda m, d, c, t: load_linear_probe(t / "nope", map_location="cpu"),
+     TypeError, ["load_linear_probe", "map_location"]),
+    ("seg-probe-map-location", lambda m, d, c, t: SegmentationProbe.from_pretrained(t / "nope", map_location="gpu7"),
+     ValueError, ["map_location", "gpu7"]),
+    ("seg-probe-no-dtype", lambda m, d, c, t: SegmentationProbe.from_pretrained(t / "nope", dtype=torch.bfloat16),
+     TypeError, ["from_pretrained", "dtype"]),
+    ("seg-dtype-int", lambda m, d, c, t: CanViTForSemanticSegmentation.from_pretrained_with_probe(
+        c, t / "nope", dtype=torch.int8), TypeError, ["dtype"]),
+    ("seg-map-location", lambda m, d, c, t: CanViTForSemanticSegmentation.from_pretrained_with_probe(
+        c, t / "nope", map_location="gpu7"), ValueError, ["map_location", "gpu7"]),
+    ("seg-unknown-kwarg", lambda m, d, c, t: CanViTForSemanticSegmentation.from_pretrained_with_probe(
+        c, t / "nope", revison="v1"), TypeError, ["from_pretrained_with_probe", "revison"]),
     # -- the forward pass
     ("state-none", lambda m, d, c, t: _forward(m, state=None), TypeError, ["state", "None"]),
     ("viewpoint-none", lambda m, d, c, t: _forward(m, viewpoint=None), TypeError, ["viewpoint", "None"]),

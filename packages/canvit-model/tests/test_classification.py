@@ -192,3 +192,19 @@ def test_fused_fp32_head_flips_no_predictions_at_canvitb_size():
     out = head(cls)
     assert torch.equal(out.argmax(-1), ref.argmax(-1))
     assert (out.double() - ref).abs().max() < 1e-4 * ref.abs().max()
+
+
+def test_loaders_dtype_casts_the_canvit_and_keeps_the_head_float32(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "pre")
+    probe = _probe()
+    save_linear_probe(tmp_path / "probe", probe.weight, probe.bias)
+    fused = CanViTForImageClassification.from_pretrained_with_probe(tmp_path / "pre", tmp_path / "probe",
+                                                                     dtype=torch.bfloat16)
+    fused.save_pretrained(tmp_path / "clf")  # readout float32, CanViT bfloat16
+    for clf in (fused, CanViTForImageClassification.from_pretrained(tmp_path / "clf", dtype="bf16")):
+        assert {p.dtype for p in clf.canvit.parameters()} == {torch.bfloat16}
+        assert {p.dtype for p in clf.readout.parameters()} == {torch.float32}
+        assert not clf.training
+        with torch.inference_mode():
+            logits = clf(torch.randn(1, 3, 32, 32), clf.init_state(1, 4), Viewpoint.full_scene(batch_size=1)).logits
+        assert logits.dtype == torch.float32 and torch.isfinite(logits).all()

@@ -38,6 +38,7 @@ from .hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     _config_from_v01,
+    check_load_options,
     load_checked,
     read_json,
     read_safetensors,
@@ -65,9 +66,22 @@ class LinearProbe:
         return int(self.weight.shape[0])
 
 
-def load_linear_probe(repo_or_dir: str | os.PathLike[str], **hub_kwargs: Any) -> LinearProbe:
-    """Read a probe in the published layout (local directory or hub repo id); checks keys and shapes."""
-    files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], **hub_kwargs)
+def load_linear_probe(
+    repo_or_dir: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+) -> LinearProbe:
+    """Read a probe in the published layout (local directory or hub repo id); checks keys and shapes.
+
+    The weight and bias come back float32 on the CPU (they are fused in float64, then the head runs in
+    float32: no map_location / dtype). revision / token / cache_dir / local_files_only: as in
+    `CanViTForPretraining.from_pretrained`.
+    """
+    files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], revision=revision, token=token,
+                          cache_dir=cache_dir, local_files_only=local_files_only)
     cfg = read_json(files[CONFIG_NAME])
     sd = read_safetensors(files[WEIGHTS_NAME])
     src = os.fspath(repo_or_dir)
@@ -205,24 +219,59 @@ class CanViTForImageClassification(nn.Module):
         cls,
         pretrained_repo_or_dir: str | os.PathLike[str],
         probe_repo_or_dir: str | os.PathLike[str],
-        **hub_kwargs: Any,
+        *,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> CanViTForImageClassification:
-        """Load a pretraining checkpoint and a DINOv3 CLS probe (hub ids or directories) and fuse them."""
-        map_location = hub_kwargs.pop("map_location", "cpu")
-        pretrained = CanViTForPretraining.from_pretrained(pretrained_repo_or_dir, **hub_kwargs)
-        probe = load_linear_probe(probe_repo_or_dir, **hub_kwargs)
+        """Load a pretraining checkpoint and a DINOv3 CLS probe (hub ids or directories) and fuse them, in eval mode.
+
+        Fusion runs on the CPU in float64 from the float32 weights; then the model moves to `map_location`.
+        dtype: cast the CanViT backbone (e.g. torch.bfloat16; None keeps float32); the fused head always stays
+        float32 (paper D.3). revision / token / cache_dir / local_files_only apply to both repos, as in
+        `CanViTForPretraining.from_pretrained`.
+        """
+        device, dtype = check_load_options(map_location, dtype)
+        hub = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+        pretrained = CanViTForPretraining.from_pretrained(pretrained_repo_or_dir, **hub)
+        probe = load_linear_probe(probe_repo_or_dir, **hub)
         model = cls.from_pretraining_model(pretrained, probe)
         model.hub_extra = {
             "fused_from": {"pretrained": os.fspath(pretrained_repo_or_dir), "probe": os.fspath(probe_repo_or_dir)}
         }
-        return model.to(map_location).eval()
+        return model._placed(device, dtype)
+
+    def _placed(self, device: torch.device, dtype: torch.dtype | None) -> CanViTForImageClassification:
+        """Move to `device`; cast only the CanViT to `dtype` (the head stays float32, paper D.3); eval mode."""
+        self.to(device)
+        if dtype is not None:
+            self.canvit.to(dtype=dtype)
+        return self.eval()
 
     @classmethod
     def from_pretrained(
-        cls, repo_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu", **hub_kwargs: Any
+        cls,
+        repo_or_dir: str | os.PathLike[str],
+        *,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> CanViTForImageClassification:
-        """A saved classifier (0.2 or 0.1 layout), e.g. the fine-tuned release or our `save_pretrained`."""
-        files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], **hub_kwargs)
+        """A saved classifier (0.2 or 0.1 layout), e.g. the fine-tuned release or our `save_pretrained`, in eval mode.
+
+        map_location: device for the weights. dtype: cast the CanViT backbone (None keeps float32); the head
+        always stays float32 (paper D.3). revision / token / cache_dir / local_files_only: as in
+        `CanViTForPretraining.from_pretrained`.
+        """
+        device, dtype = check_load_options(map_location, dtype)
+        files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], revision=revision, token=token,
+                              cache_dir=cache_dir, local_files_only=local_files_only)
         raw = read_json(files[CONFIG_NAME])
         sd = read_safetensors(files[WEIGHTS_NAME])
         if "n_classes" not in raw:
@@ -248,7 +297,7 @@ class CanViTForImageClassification(nn.Module):
         model = cls(cfg, num_classes=int(raw["n_classes"]))
         load_checked(model, sd, source=f"{os.fspath(repo_or_dir)} ({layout} layout)")
         model.hub_extra = {k: v for k, v in raw.items() if k not in ("canvit_config", "n_classes")}
-        return model.to(map_location).eval()
+        return model._placed(device, dtype)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """config.json {canvit_config, n_classes, ...} + model.safetensors (canvit-pytorch 0.2 layout)."""

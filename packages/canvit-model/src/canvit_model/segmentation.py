@@ -41,7 +41,16 @@ from torch import nn
 
 from .canvit import CanViT, CanViTOutput, RecurrentState
 from .geometry import Viewpoint
-from .hub import CONFIG_NAME, WEIGHTS_NAME, load_checked, read_json, read_safetensors, resolve_files, save_atomic
+from .hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    check_load_options,
+    load_checked,
+    read_json,
+    read_safetensors,
+    resolve_files,
+    save_atomic,
+)
 
 IGNORE_INDEX = 255
 ADE20K_NUM_CLASSES = 150
@@ -123,7 +132,12 @@ class SegmentationProbe(nn.Module):
         local_files_only: bool = False,
         map_location: str | torch.device = "cpu",
     ) -> SegmentationProbe:
-        """A released probe repo (e.g. canvit/probe-ade20k-40k-s512-c32-in21k) or a local directory, in eval mode."""
+        """A released probe repo (e.g. canvit/probe-ade20k-40k-s512-c32-in21k) or a local directory, in eval mode.
+
+        map_location: device for the weights. No dtype: probes run in float32 outside autocast (paper D.3).
+        revision / token / cache_dir / local_files_only: as in `CanViTForPretraining.from_pretrained`.
+        """
+        device, _ = check_load_options(map_location, None)
         files = resolve_files(repo_or_dir, [CONFIG_NAME, WEIGHTS_NAME], revision=revision, token=token,
                               cache_dir=cache_dir, local_files_only=local_files_only)
         raw = read_json(files[CONFIG_NAME])
@@ -134,7 +148,7 @@ class SegmentationProbe(nn.Module):
         probe = cls(**{k: raw[k] for k in fields if k in raw})
         load_checked(probe, read_safetensors(files[WEIGHTS_NAME]), source=os.fspath(repo_or_dir))
         probe.hub_extra = {k: v for k, v in raw.items() if k not in fields}
-        return probe.to(map_location).eval()
+        return probe.to(device).eval()
 
 
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
@@ -162,13 +176,29 @@ class CanViTForSemanticSegmentation(nn.Module):
 
     @classmethod
     def from_pretrained_with_probe(
-        cls, pretrained_repo: str | os.PathLike[str], probe_repo: str | os.PathLike[str], **kwargs: Any
+        cls,
+        pretrained_repo: str | os.PathLike[str],
+        probe_repo: str | os.PathLike[str],
+        *,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> CanViTForSemanticSegmentation:
-        """Load a pretrained CanViT repo/dir and a probe repo/dir (hub kwargs go to both), in eval mode."""
+        """Load a pretrained CanViT repo/dir and a probe repo/dir, in eval mode.
+
+        map_location: device for both. dtype: cast the CanViT (None keeps float32); the probe always stays
+        float32 (paper D.3). revision / token / cache_dir / local_files_only apply to both repos, as in
+        `CanViTForPretraining.from_pretrained`.
+        """
         from .canvit import CanViTForPretraining
 
-        model = CanViTForPretraining.from_pretrained(pretrained_repo, **kwargs)
-        probe = SegmentationProbe.from_pretrained(probe_repo, **kwargs)
+        check_load_options(map_location, dtype)  # fail on a bad device / dtype before reading any file
+        hub = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+        model = CanViTForPretraining.from_pretrained(pretrained_repo, map_location=map_location, dtype=dtype, **hub)
+        probe = SegmentationProbe.from_pretrained(probe_repo, map_location=map_location, **hub)
         return cls(model.canvit, probe).eval()
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
