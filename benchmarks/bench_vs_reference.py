@@ -19,11 +19,11 @@ faster), plus the max relative difference of the canvas between the two as a san
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
+from canvit_results import cpu_name
 
 
 def build_pair(seed: int):
@@ -43,16 +43,6 @@ def build_pair(seed: int):
     missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=True)
     assert not missing and not unexpected
     return ours, ref, ours_pkg, ref_pkg
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -37,7 +37,6 @@ import csv
 import datetime as _dt
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -103,14 +102,10 @@ class Config:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    """canvit_results' CPU name, imported on use: this module's workers start without pandas."""
+    from canvit_results.provenance import cpu_name as _cpu_name
+
+    return _cpu_name()
 
 
 def machine_name(device: str) -> str:

@@ -6,7 +6,7 @@
 """
 
 from .cli import dispatch
-from .provenance import code_version, device_info, package_versions, provenance
+from .provenance import code_version, cpu_name, device_info, package_versions, provenance
 from .store import (
     DEFAULT_ROOT,
     RunExistsError,
@@ -24,7 +24,7 @@ from .store import (
 )
 
 __all__ = [
-    "DEFAULT_ROOT", "RunExistsError", "dispatch", "RunRef", "bootstrap_ci", "code_version", "device_info", "is_complete",
+    "DEFAULT_ROOT", "RunExistsError", "dispatch", "RunRef", "bootstrap_ci", "code_version", "cpu_name", "device_info", "is_complete",
     "list_runs", "load_meta", "load_runs", "package_versions", "provenance", "read_meta", "results_root",
     "run_paths", "summarize", "write_run",
 ]

@@ -49,6 +49,18 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU model name (/proc/cpuinfo "model name"; elsewhere what `platform` knows): benchmark tables name it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def device_info(device: Any = None) -> dict[str, Any]:
     """Host and accelerator description (torch imported only if already loaded or a device is given)."""
     info: dict[str, Any] = {

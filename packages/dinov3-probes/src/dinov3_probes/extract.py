@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from canvit_results import provenance
-from canvit_results.cli import pick_device
+from canvit_results.cli import int_at_least, pick_device
 
 from .augment import crop_rng, inception_crop
 from .features import FORMAT, REAL_NAME, SPLITS, atomic_write_text, num_parts, part_complete, write_part
@@ -185,14 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True, choices=SPLITS)
     p.add_argument("--out", required=True, help="features directory; writes OUT/<split>/")
     p.add_argument("--resolution", type=int, default=512, help="input side S (multiple of 16; default 512)")
-    p.add_argument("--epochs", type=int, default=1, help="train: augmentation epochs (file sets) to extract")
-    p.add_argument("--first-epoch", type=int, default=0, help="train: index of the first augmentation epoch "
+    p.add_argument("--epochs", type=int_at_least(1, "--epochs"), default=1, help="train: augmentation epochs (file sets) to extract")
+    p.add_argument("--first-epoch", type=int_at_least(0, "--first-epoch"), default=0, help="train: index of the first augmentation epoch "
                    "(e.g. a job-array index with --epochs 1)")
     p.add_argument("--real-labels", default=None, help="val: ImageNet-ReaL real.json (list of label lists, sorted "
                    "filename order); without it ReaL top-1 is not reported")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=8, help="image decoding processes")
-    p.add_argument("--part-size", type=int, default=10_000, help="images per stored part (the resume unit)")
+    p.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), default=128)
+    p.add_argument("--workers", type=int_at_least(0, "--workers"), default=8, help="image decoding processes")
+    p.add_argument("--part-size", type=int_at_least(1, "--part-size"), default=10_000, help="images per stored part (the resume unit)")
     p.add_argument("--seed", type=int, default=0, help="augmentation seed")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-split", default=None, help="split name inside --data when it differs from --split "
@@ -206,11 +206,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.resolution < 16 or args.resolution % 16:
         raise SystemExit(f"--resolution {args.resolution}: must be a positive multiple of 16 (the patch size)")
-    for name in ("epochs", "batch_size", "part_size"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
-    if args.first_epoch < 0 or args.workers < 0:
-        raise SystemExit("--first-epoch and --workers must be >= 0")
     if args.split == "train" and args.real_labels:
         raise SystemExit("--real-labels applies to --split val only")
     if args.real_labels:  # fail before any compute on a missing or malformed file

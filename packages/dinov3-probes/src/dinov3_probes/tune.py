@@ -300,13 +300,15 @@ def _worker_entry(*args: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canvit_results.cli import int_at_least
+
     p = argparse.ArgumentParser(prog="dinov3-probes tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--features", required=True, help="directory written by `dinov3-probes extract` (train/ and val/)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///FEATURES/optuna.db)")
     p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--trials", type=int, default=100, help="finished (complete + pruned) trials to reach (default 100)")
-    p.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    p.add_argument("--trials", type=int_at_least(1, "--trials"), default=100, help="finished (complete + pruned) trials to reach (default 100)")
+    p.add_argument("--workers", type=int_at_least(1, "--workers"), default=1, help="processes on this machine")
     p.add_argument("--selection-fraction", type=float, default=0.02, help="held-out training images for selection")
     p.add_argument("--select-on", choices=SELECT_ON, default="holdout",
                    help="holdout (default) or val (the authors' protocol: selection on the reported split)")
@@ -325,8 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.trials < 1 or args.workers < 1:
-        raise SystemExit("--trials and --workers must be >= 1")
     if args.real_labels is not None:
         from .metrics import read_real_json
 

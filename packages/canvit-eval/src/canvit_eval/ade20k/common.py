@@ -61,6 +61,16 @@ def load_dinov3(spec: str | None, backbone: str, device: torch.device) -> DINOv3
     return model
 
 
+def check_backbone_args(args: argparse.Namespace) -> bool:
+    """--dinov3 SIZE needs --input-px; a CanViT run needs --model. True for a DINOv3 run."""
+    dinov3 = args.dinov3 is not None
+    if dinov3 and args.input_px is None:
+        raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
+    if not dinov3 and args.model is None:
+        raise SystemExit("--model is required (a CanViT hub id or directory)")
+    return dinov3
+
+
 def check_patch_multiple(model, args: argparse.Namespace, dinov3: bool) -> None:
     """--glimpse-px (CanViT) / --input-px (DINOv3) must be a positive multiple of the model's patch size."""
     if dinov3:

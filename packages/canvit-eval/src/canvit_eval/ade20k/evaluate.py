@@ -35,6 +35,7 @@ from ..policies import DETERMINISTIC, POLICY_NAMES
 from canvit_results.cli import pick_device
 
 from .common import (
+    check_backbone_args,
     check_patch_multiple,
     dinov3_backbone,
     evaluate_canvit_batches,
@@ -101,11 +102,7 @@ def _dataloader(ds, start: int, batch_size: int, workers: int, device: torch.dev
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.time()
-    dinov3 = args.dinov3 is not None
-    if dinov3 and args.input_px is None:
-        raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
-    if not dinov3 and args.model is None:
-        raise SystemExit("--model is required (a CanViT hub id or directory)")
+    dinov3 = check_backbone_args(args)
     device = pick_device(args.device)
     amp = args.amp and device.type == "cuda"
     batch_size = args.batch_size or (32 if args.canvas_grid <= 32 else 8)

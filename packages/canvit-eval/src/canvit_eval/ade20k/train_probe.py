@@ -50,6 +50,7 @@ from ..rollout import rollout
 from canvit_results.cli import float_in, pick_device
 
 from .common import (
+    check_backbone_args,
     check_patch_multiple,
     batch_generator,
     dinov3_backbone,
@@ -175,11 +176,7 @@ def load_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.time()
-    dinov3 = args.dinov3 is not None
-    if dinov3 and args.input_px is None:
-        raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
-    if not dinov3 and args.model is None:
-        raise SystemExit("--model is required (a CanViT hub id or directory)")
+    dinov3 = check_backbone_args(args)
     if args.lr <= 0 or args.weight_decay < 0 or not 0 < args.warmup_start <= 1:
         raise SystemExit("--lr must be > 0, --weight-decay >= 0 and --warmup-start in (0, 1]")
     if args.select == "best-val" and not args.val_every:

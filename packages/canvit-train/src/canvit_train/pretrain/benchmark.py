@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -21,16 +20,6 @@ examples:
   canvit-train benchmark --preset canvit-b --batch-size 64 --compile          # one H100, the paper's setup
   canvit-train benchmark --preset canvit-b --batch-size 2 --chunks 2 --steps 3  # a quick CPU figure
 """
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from canvit_results import cpu_name
     from canvit_results.cli import pick_device
 
     from .data import synthetic_setup

@@ -176,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .trainer import init_distributed
+    from canvit_results.cli import pick_device
 
-    device_type = torch.device(args.device).type if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    d = init_distributed(device_type)
-    device = torch.device(args.device) if args.device else (
-        torch.device("cuda", d.local_rank) if torch.cuda.is_available() else torch.device("cpu"))
+    from .trainer import init_distributed, run_device
+
+    d = init_distributed(pick_device(args.device).type)
+    device = run_device(args.device, d)
     try:
         data = build_data(args, cfg, run_dir, device, rank=d.rank)
         opts = RunOptions(run_dir=run_dir, resume=args.resume, device=args.device, compile=args.compile,

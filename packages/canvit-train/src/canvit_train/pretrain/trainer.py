@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from canvit_model import CanViTForPretraining, random_viewpoints, sample_at_viewpoint
+from canvit_results.cli import pick_device
 
 from . import checkpoint as ckpt
 from .config import PretrainConfig
@@ -324,13 +325,12 @@ def _log(msg: str, d: Dist) -> None:
         print(f"[pretrain] {msg}", file=sys.stderr, flush=True)
 
 
-def _pick_device(opts: RunOptions, d: Dist) -> torch.device:
-    if opts.device:
-        dev = torch.device(opts.device)
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device("cuda", d.local_rank)
-    else:
-        dev = torch.device("cuda", d.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+def run_device(device: str | None, d: Dist) -> torch.device:
+    """This process's device: `--device` (default cuda if available, else cpu); cuda without an index is this
+    rank's GPU (cuda:LOCAL_RANK), made the current one."""
+    dev = pick_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", d.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
@@ -339,9 +339,8 @@ def _pick_device(opts: RunOptions, d: Dist) -> torch.device:
 def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, Any]:
     """Train (or resume) a run in `opts.run_dir`; returns a summary dict. Raises NonFiniteLoss."""
     cfg.validate()
-    device_type = torch.device(opts.device).type if opts.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    d = init_distributed(device_type)
-    device = _pick_device(opts, d)
+    d = init_distributed(pick_device(opts.device).type)
+    device = run_device(opts.device, d)
     amp = cfg.amp if device.type == "cuda" else "fp32"  # CPU: full fp32 (bf16 autocast on CPU is slow)
     run_dir = Path(opts.run_dir)
     if cfg.batch_size % d.world_size:
