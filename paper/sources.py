@@ -7,6 +7,7 @@ The kinds and their columns are the contract in packages/canvit-results/README.m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,9 +86,11 @@ def pretrain(preset: str) -> str:
 
 def reconstruction(model_preset: str) -> Pending:
     """Canvas-vs-teacher cosine of one checkpoint (kind `reconstruction`)."""
-    p = PRESETS[model_preset]
-    cmd = f"{EVAL} reconstruction --model {p.hub_repo} --teacher {TEACHER} --data ADE20K --seed S"
-    return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({p.hub_repo} on the "
+    from canvit_eval.reconstruction import table3_checkpoint  # canvitb16's row: the ablation baseline
+
+    p, ckpt = PRESETS[model_preset], table3_checkpoint(model_preset)
+    cmd = f"{EVAL} reconstruction --model {ckpt} --teacher {TEACHER} --data ADE20K --seed S"
+    return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({ckpt} on the "
                         f"hub, or train it: `{pretrain(pretrain_preset_for(p.name))}`) and the DINOv3 ViT-B "
                         "teacher; S = 0..n-1 for a CI")
 
@@ -193,7 +196,39 @@ def bold_max(cells: dict[object, tuple[float, object]]) -> dict[object, object]:
 RECON_METRICS = {"Sp.": "cos_patch_raw", "CLS": "cos_cls_raw"}
 
 
-def reconstruction_summary(ctx: Context) -> dict[tuple, dict]:
-    """{(preset, t): summary row} over the reconstruction runs in the store."""
-    df = runs(ctx, "reconstruction", ["extra.preset"])
+# The paper's reconstruction protocol (Tables 3-4): 10 R-IID glimpses of 128 px on 512 px scenes, 32x32 canvas.
+RECON_PROTOCOL = {"extra.scene_size": 512, "extra.canvas_grid": 32, "extra.glimpse_px": 128, "extra.policy": "r-iid"}
+
+
+def reconstruction_runs(ctx: Context) -> tuple[pd.DataFrame, list[str]]:
+    """The reconstruction runs that may fill a Table 3/4 row, and notes naming the runs left out: runs off the
+    paper's protocol (smoke / tiny models at other sizes, other policies), `--limit` runs, and the flagship
+    release (its `extra.preset` is canvitb16, but the baseline row is the short-run ablation baseline)."""
+    df = runs(ctx, "reconstruction", ["extra.preset", "extra.model", *RECON_PROTOCOL])
+    if df.empty:
+        return df, []
+    why: dict[str, str] = {}
+    for key, g in df.groupby("run_key", sort=True):
+        r = g.iloc[0]
+        off = [f"{c.removeprefix('extra.')} {_py(r[c])}" for c, v in RECON_PROTOCOL.items()
+               if not pd.isna(r[c]) and _py(r[c]) != v]
+        if r["extra.model"] == FLAGSHIP:
+            why[key] = "the flagship release, not the ablation baseline"
+        elif re.search(r"-limit\d+$", str(key)):
+            why[key] = "a --limit run"
+        elif off:
+            why[key] = "not the paper's protocol: " + ", ".join(off)
+    notes = []
+    if why:
+        notes.append("Left out (not the paper's configuration): "
+                     + "; ".join(f"{k} ({w})" for k, w in why.items()) + ".")
+    return df[~df["run_key"].isin(list(why))], notes
+
+
+def reconstruction_summary(ctx: Context, notes: list[str] | None = None) -> dict[tuple, dict]:
+    """{(preset, t): summary row} over the reconstruction runs of the paper's protocol; the notes naming the
+    runs left out are appended to `notes`."""
+    df, left_out = reconstruction_runs(ctx)
+    if notes is not None:
+        notes.extend(left_out)
     return summary(df, ["extra.preset", "t"], list(RECON_METRICS.values()))
