@@ -7,12 +7,14 @@ The kinds and their columns are the contract in packages/canvit-results/README.m
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from canvit_model import PRESETS
+from canvit_model import PRESETS, CanViTConfig
 from canvit_results import load_runs, summarize
 
 from tablelib import Bold, Context, Pending
@@ -136,15 +138,41 @@ def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+def not_canvit_b(model: object) -> str | None:
+    """Why a local checkpoint directory is not CanViT-B (its saved architecture differs from
+    `PRESETS["canvitb16"]`, e.g. a smoke or tiny model), or None: CanViT-B, or not checkable here (a hub id)."""
+    path = Path(str(model)) / "config.json"
+    try:
+        cfg = json.loads(path.read_text()).get("canvit_config") if path.is_file() else None
+        c = CanViTConfig(**cfg) if isinstance(cfg, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+    if c is None or c == PRESETS["canvitb16"].config:
+        return None
+    return f"backbone {c.backbone_name}, canvas {c.canvas_num_heads}x{c.canvas_head_dim}"
+
+
 def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFrame, list[str]]:
     """Keep one model's runs: the released CanViT-B if present, else the model with the most runs.
+    Runs of local checkpoints that are not CanViT-B (smoke / tiny models) and `--limit` runs never fill a row.
     Returns (rows, notes) so the table says which model it shows and which runs it left out."""
     if df.empty or column not in df.columns:
         return df, []
+    notes = []
+    limited = sorted({k for k in df["run_key"] if re.search(r"-limit\d+$", str(k))})
+    wrong = {m: w for m in df[column].dropna().unique() if (w := not_canvit_b(m))}
+    if limited:
+        notes.append(f"Left out (--limit runs, not the full split): {', '.join(limited)}.")
+    if wrong:
+        notes.append("Left out (not a CanViT-B checkpoint): " + "; ".join(
+            f"{m} ({w}, {df[df[column] == m]['run_key'].nunique()} runs)" for m, w in wrong.items()) + ".")
+    df = df[~df["run_key"].isin(limited) & ~df[column].isin(list(wrong))]
+    if df.empty:
+        return df, notes
     counts = df.groupby(column, dropna=False)["run_key"].nunique().sort_values(ascending=False)
     models = [m for m in counts.index]
     chosen = FLAGSHIP if FLAGSHIP in models else models[0]
-    notes = [f"Ours: runs of model {chosen}."]
+    notes.insert(0, f"Ours: runs of model {chosen}.")
     others = [f"{m} ({counts[m]} runs)" for m in models if m != chosen]
     if others:
         notes.append(f"Left out (another model): {', '.join(str(o) for o in others)}.")

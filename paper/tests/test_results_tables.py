@@ -264,3 +264,27 @@ def test_hand_written_sidecar_types_and_missing_fields(tmp_path):
     row = _row(t6, Policy="C2F", **{"Res.": "512/32²"})
     assert row["n"] == 1 and row["t = 3"] == Bold("40.0 ±0.00")  # "512" and 32.0 are 512 / 32; "b" fits no row
     assert t6.counts() == (8, 88) and "90.0" not in t6.to_markdown()
+
+
+def test_pick_model_leaves_out_non_canvit_b_checkpoints_and_limit_runs(tmp_path):
+    """A smoke / tiny checkpoint (a local directory whose saved architecture is not CanViT-B) never fills
+    the paper's CanViT-B rows, even with the most runs; nor do --limit runs. The notes name them."""
+    import json
+
+    tiny = tmp_path / "smoke" / "final"
+    tiny.mkdir(parents=True)
+    (tiny / "config.json").write_text(json.dumps({"canvit_config": {"backbone_name": "test-tiny",
+                                                                    "canvas_num_heads": 2, "canvas_head_dim": 32}}))
+    b = tmp_path / "mine"  # a local CanViT-B (e.g. our own canvit-b run): kept
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps({"canvit_config": {}}))
+    df = pd.DataFrame({"run_key": ["t0", "t1", "t2", "b0", "b1-limit8"],
+                       "extra.model": [str(tiny)] * 3 + [str(b)] * 2, "t": [0] * 5})
+    kept, notes = sources.pick_model(df)
+    assert kept["run_key"].tolist() == ["b0"]
+    assert notes[0] == f"Ours: runs of model {b}."
+    assert any("b1-limit8" in n for n in notes)
+    assert any(n.startswith("Left out (not a CanViT-B checkpoint)") and str(tiny) in n and "test-tiny" in n
+               and "3 runs" in n for n in notes)
+    only_tiny, notes = sources.pick_model(df[df["extra.model"] == str(tiny)])
+    assert only_tiny.empty and len(notes) == 1
