@@ -94,6 +94,7 @@ def store(tmp_path_factory) -> Path:
         rows = [{"step": s, "rollout": r, "component": c, "loss": 1.0 / (1 + s) + 0.01}
                 for s in steps for r in ("f-iid", "r-iid") for c in ("patch", "cls")]
         _write(root, "pretrain", preset, pd.DataFrame(rows), preset=preset, run_dir=f"runs/{preset}")
+    _write(root, "pretrain", "smoke", pd.DataFrame(rows), preset="smoke", run_dir="runs/smoke")  # never plotted
     return root
 
 
@@ -225,6 +226,8 @@ def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
     f6 = make_tables.load(PAPER / "figures" / "figure06.py")
     series = f6.series(ctx)
     assert set(series) == {(r, c) for r in ("f-iid", "r-iid") for c in ("patch", "cls")}
+    assert all(set(runs) == {"abl-baseline", "abl-no-vpe"} for runs in series.values())
+    assert f6.left_out(ctx) == ["smoke"]
     d = series[("r-iid", "patch")]["abl-no-vpe"]
     assert d["ema"].iloc[1] == pytest.approx(0.01 * d["loss"].iloc[1] + 0.99 * d["loss"].iloc[0])
     importlib.invalidate_caches()
