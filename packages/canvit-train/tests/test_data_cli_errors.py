@@ -1,0 +1,35 @@
+"""Bad input to `canvit-train compute-standardizers`: exit 2 with one error line naming the argument, on a
+line of its own (never glued to the end of a progress bar), and no progress bar before the checks."""
+
+import pytest
+import torch
+from canvit_train.data import standardizers
+from canvit_train.data.smoke import make_smoke_data, smoke_export
+
+PROG = "canvit-train compute-standardizers: error:"
+
+
+def test_negative_num_scenes_names_the_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        standardizers.main([str(tmp_path), "--out", str(tmp_path / "s.safetensors"), "--num-scenes", "-1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--num-scenes must be >= 1 (got -1)" in err and "scene/s" not in err
+
+
+def test_missing_directory_fails_before_the_progress_bar(tmp_path, capsys):
+    assert standardizers.main([str(tmp_path / "nope"), "--out", str(tmp_path / "s.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(PROG) and "not a teacher-feature export directory" in err
+    assert "scene/s" not in err and "Traceback" not in err
+
+
+def test_too_few_scenes_is_an_error_line_of_its_own(tmp_path, capsys):
+    torch.set_num_threads(1)
+    data = make_smoke_data(tmp_path, num_scenes=6)
+    smoke_export(data, tmp_path / "feat")
+    capsys.readouterr()
+    assert standardizers.main([str(tmp_path / "feat"), "--out", str(tmp_path / "s.safetensors")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith(PROG) and "--num-scenes" in line for line in lines)
+    assert not (tmp_path / "s.safetensors").exists()
