@@ -46,3 +46,11 @@ def test_dry_run_knows_the_released_teachers_without_the_hub(monkeypatch):
     monkeypatch.setattr(canvit_model.hub, "resolve_files", no_network)
     assert export.teacher_shape("facebook/dinov3-vitb16-pretrain-lvd1689m") == (16, 768)
     assert export.teacher_shape("facebook/dinov3-vits16-pretrain-lvd1689m") == (16, 384)
+
+
+def test_list_presets_says_smoke_is_a_tiny_model(capsys):
+    from canvit_train.pretrain.cli import main
+
+    assert main(["--list-presets"]) == 0
+    lines = {ln.split(":")[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "backbone test-tiny" in lines["smoke"] and "model canvitb16," in lines["canvit-b"]
