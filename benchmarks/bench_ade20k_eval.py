@@ -24,7 +24,8 @@ from canvit_model import CanViTConfig, CanViTForPretraining, SegmentationProbe
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  uv run python benchmarks/bench_ade20k_eval.py --scene-size 1024 --canvas-grid 64 --batch-size 8")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--scene-size", type=int, default=512)
     p.add_argument("--canvas-grid", type=int, default=32)

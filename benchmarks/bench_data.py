@@ -154,7 +154,8 @@ def bench_loader(tmp: Path, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example (benchmarks/RESULTS.md):\n  uv run python benchmarks/bench_data.py --export-images 8 --loader-batches 6")
     ap.add_argument("--arch", default="vitb16")
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--export-images", type=int, default=16)

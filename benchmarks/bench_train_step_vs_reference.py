@@ -27,7 +27,9 @@ import torch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example (benchmarks/RESULTS.md; an env with canvit-pytorch 0.2.1 + our packages):\n"
+                                        "  /tmp/oracle312/bin/python benchmarks/bench_train_step_vs_reference.py --batch-size 2 --threads 2 --repeats 3")
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per side")

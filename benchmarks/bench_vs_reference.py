@@ -46,7 +46,9 @@ def build_pair(seed: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example (benchmarks/RESULTS.md; an env with canvit-pytorch 0.2.1 + canvit-model):\n"
+                                        "  .venv-ref/bin/python benchmarks/bench_vs_reference.py --repeats 12")
     ap.add_argument("--scenes", type=int, nargs="+", default=[512, 1024], help="scene side px (canvas = scene/16)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch.set_num_threads values")
     ap.add_argument("--repeats", type=int, default=20, help="timed calls per model per configuration")

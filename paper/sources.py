@@ -7,11 +7,14 @@ The kinds and their columns are the contract in packages/canvit-results/README.m
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from canvit_model import PRESETS
+from canvit_model import PRESETS, CanViTConfig
 from canvit_results import load_runs, summarize
 
 from tablelib import Bold, Context, Pending
@@ -85,9 +88,11 @@ def pretrain(preset: str) -> str:
 
 def reconstruction(model_preset: str) -> Pending:
     """Canvas-vs-teacher cosine of one checkpoint (kind `reconstruction`)."""
-    p = PRESETS[model_preset]
-    cmd = f"{EVAL} reconstruction --model {p.hub_repo} --teacher {TEACHER} --data ADE20K --seed S"
-    return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({p.hub_repo} on the "
+    from canvit_eval.reconstruction import table3_checkpoint  # canvitb16's row: the ablation baseline
+
+    p, ckpt = PRESETS[model_preset], table3_checkpoint(model_preset)
+    cmd = f"{EVAL} reconstruction --model {ckpt} --teacher {TEACHER} --data ADE20K --seed S"
+    return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({ckpt} on the "
                         f"hub, or train it: `{pretrain(pretrain_preset_for(p.name))}`) and the DINOv3 ViT-B "
                         "teacher; S = 0..n-1 for a CI")
 
@@ -133,15 +138,41 @@ def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+def not_canvit_b(model: object) -> str | None:
+    """Why a local checkpoint directory is not CanViT-B (its saved architecture differs from
+    `PRESETS["canvitb16"]`, e.g. a smoke or tiny model), or None: CanViT-B, or not checkable here (a hub id)."""
+    path = Path(str(model)) / "config.json"
+    try:
+        cfg = json.loads(path.read_text()).get("canvit_config") if path.is_file() else None
+        c = CanViTConfig(**cfg) if isinstance(cfg, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+    if c is None or c == PRESETS["canvitb16"].config:
+        return None
+    return f"backbone {c.backbone_name}, canvas {c.canvas_num_heads}x{c.canvas_head_dim}"
+
+
 def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFrame, list[str]]:
     """Keep one model's runs: the released CanViT-B if present, else the model with the most runs.
+    Runs of local checkpoints that are not CanViT-B (smoke / tiny models) and `--limit` runs never fill a row.
     Returns (rows, notes) so the table says which model it shows and which runs it left out."""
     if df.empty or column not in df.columns:
         return df, []
+    notes = []
+    limited = sorted({k for k in df["run_key"] if re.search(r"-limit\d+$", str(k))})
+    wrong = {m: w for m in df[column].dropna().unique() if (w := not_canvit_b(m))}
+    if limited:
+        notes.append(f"Left out (--limit runs, not the full split): {', '.join(limited)}.")
+    if wrong:
+        notes.append("Left out (not a CanViT-B checkpoint): " + "; ".join(
+            f"{m} ({w}, {df[df[column] == m]['run_key'].nunique()} runs)" for m, w in wrong.items()) + ".")
+    df = df[~df["run_key"].isin(limited) & ~df[column].isin(list(wrong))]
+    if df.empty:
+        return df, notes
     counts = df.groupby(column, dropna=False)["run_key"].nunique().sort_values(ascending=False)
     models = [m for m in counts.index]
     chosen = FLAGSHIP if FLAGSHIP in models else models[0]
-    notes = [f"Ours: runs of model {chosen}."]
+    notes.insert(0, f"Ours: runs of model {chosen}.")
     others = [f"{m} ({counts[m]} runs)" for m in models if m != chosen]
     if others:
         notes.append(f"Left out (another model): {', '.join(str(o) for o in others)}.")
@@ -193,7 +224,39 @@ def bold_max(cells: dict[object, tuple[float, object]]) -> dict[object, object]:
 RECON_METRICS = {"Sp.": "cos_patch_raw", "CLS": "cos_cls_raw"}
 
 
-def reconstruction_summary(ctx: Context) -> dict[tuple, dict]:
-    """{(preset, t): summary row} over the reconstruction runs in the store."""
-    df = runs(ctx, "reconstruction", ["extra.preset"])
+# The paper's reconstruction protocol (Tables 3-4): 10 R-IID glimpses of 128 px on 512 px scenes, 32x32 canvas.
+RECON_PROTOCOL = {"extra.scene_size": 512, "extra.canvas_grid": 32, "extra.glimpse_px": 128, "extra.policy": "r-iid"}
+
+
+def reconstruction_runs(ctx: Context) -> tuple[pd.DataFrame, list[str]]:
+    """The reconstruction runs that may fill a Table 3/4 row, and notes naming the runs left out: runs off the
+    paper's protocol (smoke / tiny models at other sizes, other policies), `--limit` runs, and the flagship
+    release (its `extra.preset` is canvitb16, but the baseline row is the short-run ablation baseline)."""
+    df = runs(ctx, "reconstruction", ["extra.preset", "extra.model", *RECON_PROTOCOL])
+    if df.empty:
+        return df, []
+    why: dict[str, str] = {}
+    for key, g in df.groupby("run_key", sort=True):
+        r = g.iloc[0]
+        off = [f"{c.removeprefix('extra.')} {_py(r[c])}" for c, v in RECON_PROTOCOL.items()
+               if not pd.isna(r[c]) and _py(r[c]) != v]
+        if r["extra.model"] == FLAGSHIP:
+            why[key] = "the flagship release, not the ablation baseline"
+        elif re.search(r"-limit\d+$", str(key)):
+            why[key] = "a --limit run"
+        elif off:
+            why[key] = "not the paper's protocol: " + ", ".join(off)
+    notes = []
+    if why:
+        notes.append("Left out (not the paper's configuration): "
+                     + "; ".join(f"{k} ({w})" for k, w in why.items()) + ".")
+    return df[~df["run_key"].isin(list(why))], notes
+
+
+def reconstruction_summary(ctx: Context, notes: list[str] | None = None) -> dict[tuple, dict]:
+    """{(preset, t): summary row} over the reconstruction runs of the paper's protocol; the notes naming the
+    runs left out are appended to `notes`."""
+    df, left_out = reconstruction_runs(ctx)
+    if notes is not None:
+        notes.extend(left_out)
     return summary(df, ["extra.preset", "t"], list(RECON_METRICS.values()))

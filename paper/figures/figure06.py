@@ -33,12 +33,25 @@ def ema(values: pd.Series, alpha: float = EMA_ALPHA) -> pd.Series:
     return values.ewm(alpha=alpha, adjust=False).mean()
 
 
+def paper_preset(preset: object) -> bool:
+    """The paper's pretraining recipes (canvit-b and the Table 3 ablations); `smoke` and others are not."""
+    return isinstance(preset, str) and (preset == "canvit-b" or preset.startswith("abl-"))
+
+
+def left_out(ctx: Context) -> list[str]:
+    """Keys of the `pretrain` runs not plotted (not one of the paper's presets, e.g. `smoke`)."""
+    df = sources.runs(ctx, "pretrain", ["extra.preset"])
+    return sorted({str(k) for k, p in zip(df["run_key"], df["extra.preset"]) if not paper_preset(p)})
+
+
 def series(ctx: Context) -> dict[tuple[str, str], dict[str, pd.DataFrame]]:
-    """(rollout, component) -> run label -> DataFrame[step, loss, ema] sorted by step."""
+    """(rollout, component) -> run label -> DataFrame[step, loss, ema] sorted by step; runs of the paper's
+    presets only (a smoke run is no CanViT-B curve)."""
     df = sources.runs(ctx, "pretrain", ["extra.preset"])
     out: dict[tuple[str, str], dict[str, pd.DataFrame]] = {}
     if df.empty:
         return out
+    df = df[[paper_preset(p) for p in df["extra.preset"]]]
     for (rollout, comp, key), g in df.groupby(["rollout", "component", "run_key"], sort=True):
         g = g.sort_values("step")
         preset = g["extra.preset"].iloc[0]
@@ -74,8 +87,11 @@ def build(out_dir: Path, ctx: Context | None = None) -> list[Path]:
             ax.set_xlabel("step")
             ax.set_ylabel("loss")
             ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"Figure 6: pretraining loss curves (bold: EMA alpha = {EMA_ALPHA}; faint: raw) from {ctx.where}",
-                 fontsize=9)
+    skipped = left_out(ctx)
+    title = f"Figure 6: pretraining loss curves (bold: EMA alpha = {EMA_ALPHA}; faint: raw) from {ctx.where}"
+    if skipped:
+        title += f"\nleft out (not a paper preset): {', '.join(skipped)}"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = out_dir / "figure06.png"
     fig.savefig(path, dpi=110)

@@ -40,7 +40,8 @@ def delta(summ: dict, name: str, metric: str) -> str | Pending:
 
 def build(ctx: Context | None = None) -> list[Table]:
     ctx = ctx or Context(results=default_results())
-    summ = sources.reconstruction_summary(ctx)
+    left_out: list[str] = []
+    summ = sources.reconstruction_summary(ctx, left_out)
     rows = []
     for p in PRESETS.values():
         row = "" if p.table3_row == "baseline" else p.table3_row
@@ -62,6 +63,7 @@ def build(ctx: Context | None = None) -> list[Table]:
         f"Δ columns: % change of the mean per-position cosine ({', '.join(sources.RECON_METRICS.values())}: "
         f"destandardized canvas prediction vs teacher) at t = {T_DELTA} (10 R-IID glimpses) against preset "
         f"{BASELINE}, from the `reconstruction` runs in {ctx.where}. Absolute values with CIs: Table 4.",
+        *left_out,
     ]
     cols = ["Row", "Variant", "Preset", "Params", "Params (exact)", "GFLOPs", "GFLOPs (exact)",
             "GFLOPs (paper)", "Δ Sp. Cos", "Δ Sp. Cos (paper)", "Δ CLS Cos", "Δ CLS Cos (paper)"]

@@ -27,7 +27,8 @@ PAPER = {
 
 def build(ctx: Context | None = None) -> list[Table]:
     ctx = ctx or Context(results=default_results())
-    summ = sources.reconstruction_summary(ctx)
+    left_out: list[str] = []
+    summ = sources.reconstruction_summary(ctx, left_out)
     cols, ours = ["Variant", "Preset", "n"], []
     for t in TIMESTEPS:
         for label in sources.RECON_METRICS:
@@ -49,5 +50,6 @@ def build(ctx: Context | None = None) -> list[Table]:
         "over n runs (canvit_results.summarize) where n > 1, the mean otherwise; t = 0: after one R-IID "
         "glimpse, t = 9: after 10.",
         f"Ours: the `reconstruction` runs in {ctx.where}, grouped by their `preset`.",
+        *left_out,
     ]
     return [Table.from_rows(4, "Ablation reconstruction quality (cosine x100)", cols, rows, notes, ours=ours)]

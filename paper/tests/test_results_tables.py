@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from canvit_model import PRESETS
+from canvit_eval.reconstruction import table3_checkpoint
 from canvit_results import bootstrap_ci, provenance, write_run
 
 PAPER = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PAPER))
 
 import make_tables  # noqa: E402
+import sources  # noqa: E402
 from tablelib import Bold, Context, Pending  # noqa: E402
 
 FLAGSHIP = PRESETS["canvitb16"].hub_repo
@@ -70,7 +72,16 @@ def store(tmp_path_factory) -> Path:
             _write(root, "reconstruction", f"{preset}-seed{seed}",
                    {"t": list(range(10)), "cos_patch_raw": [v[0] for v in vals], "cos_cls_raw": [v[1] for v in vals],
                     "cos_patch_std": [0.5] * 10, "cos_cls_std": [0.5] * 10},
-                   model=PRESETS[preset].hub_repo, preset=preset, num_glimpses=10, seed=seed)
+                   model=table3_checkpoint(preset), preset=preset, num_glimpses=10, seed=seed)
+    # runs that claim preset canvitb16 but are not the paper's configuration: never in the baseline row
+    bad = {"t": list(range(10)), "cos_patch_raw": [0.99] * 10, "cos_cls_raw": [0.99] * 10,
+           "cos_patch_std": [0.5] * 10, "cos_cls_std": [0.5] * 10}
+    _write(root, "reconstruction", "canvitb16-seed7", bad, model="runs/smoke/final", preset="canvitb16",
+           num_glimpses=10, seed=7, scene_size=128, canvas_grid=8, glimpse_px=32, policy="r-iid")
+    _write(root, "reconstruction", "canvitb16-flagship-seed0", bad, model=FLAGSHIP, preset="canvitb16",
+           num_glimpses=10, seed=0, scene_size=512, canvas_grid=32, glimpse_px=128, policy="r-iid")
+    _write(root, "reconstruction", "canvitb16-seed0-limit64", bad, model=PRESETS["canvitb16"].hub_repo,
+           preset="canvitb16", num_glimpses=10, seed=0)
     _write(root, "dinov3-probes", "vitb16-study1",
            {"epoch": [1, 2, 3], "top1": [0.80, 0.85, 0.84], "top5": [0.95, 0.97, 0.97],
             "real_top1": [0.88, 0.8954, 0.89]},
@@ -83,6 +94,7 @@ def store(tmp_path_factory) -> Path:
         rows = [{"step": s, "rollout": r, "component": c, "loss": 1.0 / (1 + s) + 0.01}
                 for s in steps for r in ("f-iid", "r-iid") for c in ("patch", "cls")]
         _write(root, "pretrain", preset, pd.DataFrame(rows), preset=preset, run_dir=f"runs/{preset}")
+    _write(root, "pretrain", "smoke", pd.DataFrame(rows), preset="smoke", run_dir="runs/smoke")  # never plotted
     return root
 
 
@@ -169,6 +181,12 @@ def test_tables_03_04_reconstruction(tables):
     assert base["t = 0 CLS"] == f"{100 * lo0:.1f}–{100 * hi0:.1f}"
     assert isinstance(_row(t4, Preset="no-vpe")["t = 9 CLS"], Pending)
     assert t4.counts() == (2 * 4, 10 * 4)
+    left_out = [n for n in t4.notes if n.startswith("Left out")]
+    assert len(left_out) == 1 and "canvitb16-seed7 (not the paper's protocol: scene_size 128" in left_out[0]
+    assert "canvitb16-flagship-seed0 (the flagship release" in left_out[0] and "canvitb16-seed0-limit64" in left_out[0]
+    assert left_out[0] in t3.notes
+    # with no baseline run, its pending command evaluates the ablation baseline, not the (left out) flagship
+    assert "--model canvit/canvitb16-abl-baseline-2026-03-02 " in sources.reconstruction("canvitb16").command
     d = _row(t3, Preset="dcan256")
     mb = np.mean([recon("canvitb16", s, 9)[0] for s in range(2)])
     md = np.mean([recon("dcan256", s, 9)[0] for s in range(2)])
@@ -208,6 +226,8 @@ def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
     f6 = make_tables.load(PAPER / "figures" / "figure06.py")
     series = f6.series(ctx)
     assert set(series) == {(r, c) for r in ("f-iid", "r-iid") for c in ("patch", "cls")}
+    assert all(set(runs) == {"abl-baseline", "abl-no-vpe"} for runs in series.values())
+    assert f6.left_out(ctx) == ["smoke"]
     d = series[("r-iid", "patch")]["abl-no-vpe"]
     assert d["ema"].iloc[1] == pytest.approx(0.01 * d["loss"].iloc[1] + 0.99 * d["loss"].iloc[0])
     importlib.invalidate_caches()
@@ -247,3 +267,27 @@ def test_hand_written_sidecar_types_and_missing_fields(tmp_path):
     row = _row(t6, Policy="C2F", **{"Res.": "512/32²"})
     assert row["n"] == 1 and row["t = 3"] == Bold("40.0 ±0.00")  # "512" and 32.0 are 512 / 32; "b" fits no row
     assert t6.counts() == (8, 88) and "90.0" not in t6.to_markdown()
+
+
+def test_pick_model_leaves_out_non_canvit_b_checkpoints_and_limit_runs(tmp_path):
+    """A smoke / tiny checkpoint (a local directory whose saved architecture is not CanViT-B) never fills
+    the paper's CanViT-B rows, even with the most runs; nor do --limit runs. The notes name them."""
+    import json
+
+    tiny = tmp_path / "smoke" / "final"
+    tiny.mkdir(parents=True)
+    (tiny / "config.json").write_text(json.dumps({"canvit_config": {"backbone_name": "test-tiny",
+                                                                    "canvas_num_heads": 2, "canvas_head_dim": 32}}))
+    b = tmp_path / "mine"  # a local CanViT-B (e.g. our own canvit-b run): kept
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps({"canvit_config": {}}))
+    df = pd.DataFrame({"run_key": ["t0", "t1", "t2", "b0", "b1-limit8"],
+                       "extra.model": [str(tiny)] * 3 + [str(b)] * 2, "t": [0] * 5})
+    kept, notes = sources.pick_model(df)
+    assert kept["run_key"].tolist() == ["b0"]
+    assert notes[0] == f"Ours: runs of model {b}."
+    assert any("b1-limit8" in n for n in notes)
+    assert any(n.startswith("Left out (not a CanViT-B checkpoint)") and str(tiny) in n and "test-tiny" in n
+               and "3 runs" in n for n in notes)
+    only_tiny, notes = sources.pick_model(df[df["extra.model"] == str(tiny)])
+    assert only_tiny.empty and len(notes) == 1

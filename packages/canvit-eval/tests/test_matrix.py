@@ -101,3 +101,27 @@ def test_bad_worker_index(capsys):
     with pytest.raises(SystemExit):
         matrix.main(["--only", "nope", "--dry-run"])
     assert "--only" in capsys.readouterr().err
+
+
+def test_a_key_holding_another_models_run_is_not_done(tmp_path, monkeypatch, capsys):
+    """A smoke model evaluated with `--preset canvitb16` writes key canvitb16-seed0: the plan must not count
+    the released baseline's job as done (nor run it into a RunExistsError), but say which run is in the way."""
+    root = str(tmp_path / "res")
+    cfg = matrix.MatrixConfig(results=root, kinds=("reconstruction",), reconstruction_seeds=1)
+    jobs = {j.key: j for j in matrix.plan(cfg)}
+    t = pd.DataFrame({"t": [0], "cos_patch_raw": [0.5], "cos_cls_raw": [0.5], "cos_patch_std": [0.5],
+                      "cos_cls_std": [0.5]})
+    write_run(root, "reconstruction", "canvitb16-seed0", t, provenance(config={}),
+              extra={"model": "runs/smoke/final", "preset": "canvitb16"})
+    write_run(root, "reconstruction", "no-reads-seed0", t, provenance(config={}),
+              extra={"model": matrix.job_model(jobs["no-reads-seed0"]), "preset": "no-reads"})
+    assert matrix.job_model(jobs["canvitb16-seed0"]) == "canvit/canvitb16-abl-baseline-2026-03-02"
+    assert matrix.job_status(root, jobs["canvitb16-seed0"]) == "taken"
+    assert matrix.job_status(root, jobs["no-reads-seed0"]) == "done"
+    assert matrix.job_status(root, jobs["dcan256-seed0"]) == "todo"
+    text = matrix.describe(list(jobs.values()), root)
+    assert "1 done" in text and "reconstruction/canvitb16-seed0 (holds runs/smoke/final)" in text
+    ran = []
+    monkeypatch.setattr(matrix, "run_job", lambda job, in_process=False: ran.append(job.key) or 1)
+    assert matrix.main(["--only", "reconstruction", "--reconstruction-seeds", "1", "--results", root]) == 1
+    assert ran == [] and "holds a run of runs/smoke/final" in capsys.readouterr().err

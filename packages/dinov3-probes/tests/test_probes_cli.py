@@ -30,3 +30,14 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["tune", "--features", str(tmp_path / "none"), "--study", "x"]) == 2
     err = capsys.readouterr().err
     assert "holds no manifest.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["extract", "--model", "m/x", "--data", "NONE", "--split", "val", "--out", "OUT"], "--data"),
+    (["evaluate", "--probe", "NONE", "--features", "OUT"], "--probe"),
+])
+def test_missing_paths_name_their_flag(tmp_path, capsys, argv, flag):
+    argv = [str(tmp_path / a) if a in ("NONE", "OUT") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dinov3-probes: error: {flag} '{tmp_path / 'NONE'}': ") and err.count("\n") == 1

@@ -146,7 +146,9 @@ def test_killed_study_resumes_from_sqlite(feats, tmp_path):
         proc.wait()
     before = {t.number: t.value for t in _study(db, "resume").get_trials(states=FINISHED)}
     assert 3 <= len(before) < 200
-    time.sleep(3.5)  # past the heartbeat grace period: a trial cut mid-way is failed, then retried
+    # past the heartbeat grace period (3 s): a trial cut mid-way is failed, then retried. SQLite's now() has
+    # 1 s resolution, so 3.5 s could read as 3 s (not stale) and leave the trial RUNNING: wait 5 s.
+    time.sleep(5)
     tune.main(_args(feats, db, "resume", len(before) + 2, "--heartbeat", "1"))
     st = _study(db, "resume")
     after = {t.number: t.value for t in st.get_trials(states=FINISHED)}

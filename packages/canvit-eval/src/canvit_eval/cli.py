@@ -16,9 +16,15 @@ COMMANDS = {
     "latency": ("canvit_eval.latency", "latency benchmark (App. I protocol); same as `canvit-latency`"),
 }
 
+EXAMPLES = (
+    "canvit-eval matrix --dry-run --ade20k /data/ADEChallengeData2016 --imagenet /data/imagenet",
+    "canvit-eval ade20k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\\n"
+    "      --probe canvit/probe-ade20k-40k-s512-c32-in21k --data /data/ADEChallengeData2016 --policy c2f --glimpses 21",
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("canvit-eval", "Evaluate a frozen CanViT (policies, ADE20K, ImageNet-1k, reconstruction).", COMMANDS, argv)
+    return dispatch("canvit-eval", "Evaluate a frozen CanViT (policies, ADE20K, ImageNet-1k, reconstruction).", COMMANDS, argv, EXAMPLES)
 
 
 if __name__ == "__main__":

@@ -199,20 +199,60 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
-def describe(jobs: Sequence[Job], results: str | None) -> str:
+def job_model(job: Job) -> str | None:
+    """The checkpoint a job evaluates, as its writer records it in the sidecar's `extra.model`."""
+    if "--model" not in job.argv:
+        return None
+    model = job.argv[job.argv.index("--model") + 1]
+    if job.kind == "reconstruction":  # a preset name stands for its released Table 3 checkpoint
+        from .reconstruction import resolve_model
+
+        try:
+            model = resolve_model(model, None)[0]
+        except ValueError:
+            pass
+    return model
+
+
+def other_model(results: str | None, job: Job) -> str | None:
+    """The model of a complete run stored under the job's key that evaluated ANOTHER checkpoint (e.g. a smoke
+    model run with `--preset canvitb16`), else None. Such a key is not done: the job's result is missing."""
+    from canvit_results import read_meta, run_paths
+
+    meta = read_meta(run_paths(results, job.kind, job.key).meta_path)
+    stored = ((meta or {}).get("extra") or {}).get("model")
+    want = job_model(job)
+    if stored is None or want is None or str(stored).rstrip("/") == want.rstrip("/"):
+        return None
+    return str(stored)
+
+
+def job_status(results: str | None, job: Job) -> str:
+    """'done', 'todo', or 'taken' (the key holds another model's complete run; the writer would refuse it)."""
     from canvit_results import is_complete
 
+    if not is_complete(results, job.kind, job.key):
+        return "todo"
+    return "taken" if other_model(results, job) else "done"
+
+
+def describe(jobs: Sequence[Job], results: str | None) -> str:
     lines = [f"{'#':>4}  {'status':8}  {'kind':15}  {'est. GPU':>8}  key / command"]
-    todo_s, done = 0.0, 0
+    todo_s, done, taken = 0.0, 0, []
     for i, j in enumerate(jobs):
-        complete = is_complete(results, j.kind, j.key)
-        done += complete
-        todo_s += 0 if complete else j.gpu_s
-        lines.append(f"{i:>4}  {'done' if complete else 'todo':8}  {j.kind:15}  {_fmt_time(j.gpu_s):>8}  {j.key}")
+        status = job_status(results, j)
+        done += status == "done"
+        todo_s += 0 if status == "done" else j.gpu_s
+        if status == "taken":
+            taken.append(f"{j.kind}/{j.key} (holds {other_model(results, j)})")
+        lines.append(f"{i:>4}  {status:8}  {j.kind:15}  {_fmt_time(j.gpu_s):>8}  {j.key}")
         lines.append(f"{'':>4}  {'':8}  {'':15}  {'':>8}  {j.command()}")
     total = sum(j.gpu_s for j in jobs)
     lines.append(f"{len(jobs)} jobs: {done} done, {len(jobs) - done} to run; estimated GPU time "
                  f"{_fmt_time(todo_s)} to run ({_fmt_time(total)} for the whole plan; H100 estimates, see --help)")
+    if taken:
+        lines.append(f"{len(taken)} keys hold another model's run (move them out of the store, or use another "
+                     f"--results): {', '.join(taken)}")
     return "\n".join(lines)
 
 
@@ -293,8 +333,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     failed: list[str] = []
     for i, job in enumerate(jobs):
-        if is_complete(args.results, job.kind, job.key):
+        status = job_status(args.results, job)
+        if status == "done":
             print(f"[{i + 1}/{len(jobs)}] skip {job.kind}/{job.key} (complete)")
+            continue
+        if status == "taken":
+            print(f"[{i + 1}/{len(jobs)}] FAILED {job.kind}/{job.key}: the store holds a run of "
+                  f"{other_model(args.results, job)} under this key; move it away to run {job_model(job)}",
+                  file=sys.stderr)
+            failed.append(f"{job.kind}/{job.key}")
+            if not args.keep_going:
+                return 1
             continue
         print(f"[{i + 1}/{len(jobs)}] run  {job.kind}/{job.key}: {job.command()}", flush=True)
         t0 = time.time()

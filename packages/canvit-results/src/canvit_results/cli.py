@@ -20,13 +20,17 @@ if TYPE_CHECKING:
     import torch
 
 
-def dispatch(prog: str, description: str, commands: Mapping[str, tuple[str, str]], argv: Sequence[str] | None = None) -> int:
-    """Run `prog SUBCOMMAND ...`. `commands` maps a name to ("package.module", one-line help)."""
+def dispatch(prog: str, description: str, commands: Mapping[str, tuple[str, str]], argv: Sequence[str] | None = None,
+             examples: Sequence[str] = ()) -> int:
+    """Run `prog SUBCOMMAND ...`. `commands` maps a name to ("package.module", one-line help); `examples`
+    are command lines shown under "examples:" in the usage."""
     argv = list(sys.argv[1:] if argv is None else argv)
     width = max(len(n) for n in commands)
     listing = "\n".join(f"  {n.ljust(width)}  {h}" for n, (_, h) in commands.items())
     usage = f"usage: {prog} SUBCOMMAND [ARGS...]\n\n{description}\n\nsubcommands:\n{listing}\n\n" \
             f"`{prog} SUBCOMMAND --help` explains each one."
+    if examples:
+        usage += "\n\nexamples:\n" + "\n".join(f"  {e}" for e in examples)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2

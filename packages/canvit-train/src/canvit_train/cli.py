@@ -15,9 +15,14 @@ COMMANDS = {
     "benchmark": ("canvit_train.pretrain.benchmark", "training glimpses/s and peak memory of a preset"),
 }
 
+EXAMPLES = (
+    "canvit-train export-teacher-features --scenes /data/in21k --out /features/in21k --dry-run",
+    "canvit-train pretrain --preset smoke",
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("canvit-train", "CanViT pretraining: teacher features, standardizers, training.", COMMANDS, argv)
+    return dispatch("canvit-train", "CanViT pretraining: teacher features, standardizers, training.", COMMANDS, argv, EXAMPLES)
 
 
 def pretrain_main(argv: Sequence[str] | None = None) -> int:

@@ -15,11 +15,17 @@ COMMANDS = {
     "evaluate": ("dinov3_probes.evaluate", "top-1 / top-5 / ReaL top-1 of a probe on cached val features"),
 }
 
+EXAMPLES = (
+    "dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet --split val "
+    "--out features/vitb16",
+    "dinov3-probes tune --features features/vitb16 --storage sqlite:///studies/vitb16.db --study vitb16-holdout",
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch("dinov3-probes", "ImageNet-1k linear probes for DINOv3 ViTs (App. H, Tables 17-18).",
-                        COMMANDS, argv)
+                        COMMANDS, argv, EXAMPLES)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (DINOV3_PROBES_TRACEBACK=1 for more)
         if os.environ.get("DINOV3_PROBES_TRACEBACK"):
             raise

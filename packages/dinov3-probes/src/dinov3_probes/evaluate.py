@@ -28,13 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from canvit_results.cli import pick_device
+
+    from .extract import named
     from .features import load_split
     from .metrics import align_real_labels, read_real_json, real_tensor
     from .probe import load_probe
     from .train import evaluate
 
-    probe, cfg = load_probe(args.probe)
-    val = load_split(args.features, "val")
+    with named("--probe", args.probe):
+        probe, cfg = load_probe(args.probe)
+    with named("--features", args.features):
+        val = load_split(args.features, "val")
     fs = val.sets[0]
     if fs.x.shape[1] != probe.in_features:
         raise SystemExit(f"--probe takes {probe.in_features}-d features but {args.features} holds {fs.x.shape[1]}-d ones")

@@ -15,10 +15,11 @@ Val images get Resize(S) + CenterCrop(S). Re-running skips complete parts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def named(flag: str, value: object) -> Iterator[None]:
+    """Loading what the user named failed: say which flag (the CLI prints the ValueError as one line)."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{flag} {value!r}: {e}") from e
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.resolution < 16 or args.resolution % 16:
@@ -214,10 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from canvit_data import open_images
     from canvit_model import DINOv3
 
-    source = open_images(args.data, split=args.data_split or args.split, labels="folder", image_column=args.image_column,
-                         label_column=args.label_column)
+    with named("--data", args.data):
+        source = open_images(args.data, split=args.data_split or args.split, labels="folder",
+                             image_column=args.image_column, label_column=args.label_column)
     device = pick_device(args.device)
-    model = DINOv3.from_pretrained(args.model).to(device).eval()
+    with named("--model", args.model):
+        model = DINOv3.from_pretrained(args.model).to(device).eval()
     out = Path(args.out)
     split_dir = out / args.split
     _check_or_write_manifest(split_dir, _manifest(args, source, model))

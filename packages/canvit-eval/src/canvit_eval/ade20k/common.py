@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,13 @@ def evaluate_dinov3_batches(model: DINOv3, probe: SegmentationProbe, batches, cm
         if on_batch is not None:
             on_batch(bi)
 
+
+
+@contextlib.contextmanager
+def bad_input(prog: str, flag: str, value: object) -> Iterator[None]:
+    """A path / hub id the user gave that cannot be loaded: one error line naming the flag, exit 2, no traceback."""
+    try:
+        yield
+    except (OSError, ValueError) as e:  # FileNotFoundError, hub / safetensors / datasets errors, bad layouts
+        print(f"{prog}: error: {flag} {value!r}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -36,6 +36,7 @@ from canvit_results.cli import pick_device
 
 from .common import (
     check_backbone_args,
+    bad_input,
     check_patch_multiple,
     dinov3_backbone,
     evaluate_canvit_batches,
@@ -122,19 +123,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{kind}/{key} is already complete in {root}; nothing to do")
         return 0
 
-    pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
+    prog = "canvit-eval ade20k"
+    with bad_input(prog, "--data", args.data):
+        pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
     ds = EvalSet(pairs, args.scene_size, limit=args.limit)
-    probe = SegmentationProbe.from_pretrained(args.probe, map_location=device).eval()
+    with bad_input(prog, "--probe", args.probe):
+        probe = SegmentationProbe.from_pretrained(args.probe, map_location=device).eval()
     num_classes = args.num_classes or probe.num_classes
     if probe.num_classes != num_classes:
         raise SystemExit(f"--num-classes {num_classes} but the probe predicts {probe.num_classes} classes")
     if dinov3:
-        model = load_dinov3(args.model, args.dinov3, device)
+        with bad_input(prog, "--model", args.model):
+            model = load_dinov3(args.model, args.dinov3, device)
         if probe.config.use_ln or probe.config.embed_dim != model.cfg.dim:
             raise SystemExit(f"--probe {args.probe} is not a DINOv3 {args.dinov3} feature probe "
                              f"(use_ln={probe.config.use_ln}, embed_dim={probe.config.embed_dim})")
     else:
-        model = load_canvit(args.model, device)
+        with bad_input(prog, "--model", args.model):
+            model = load_canvit(args.model, device)
     check_patch_multiple(model, args, dinov3)
 
     config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}

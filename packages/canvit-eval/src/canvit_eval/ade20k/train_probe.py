@@ -51,6 +51,7 @@ from canvit_results.cli import float_in, pick_device
 
 from .common import (
     check_backbone_args,
+    bad_input,
     check_patch_multiple,
     batch_generator,
     dinov3_backbone,
@@ -190,13 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     amp = args.amp and device.type == "cuda"
     config = _config(args)
 
-    pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
+    prog = "canvit-eval train-probe"
+    with bad_input(prog, "--data", args.data):
+        pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
     train = TrainSet(pairs, args.scene_size, args.seed, photometric=args.photometric)
     if dinov3:
-        model = load_dinov3(args.model, args.dinov3, device)
+        with bad_input(prog, "--model", args.model):
+            model = load_dinov3(args.model, args.dinov3, device)
         embed_dim, use_ln = model.cfg.dim, False
     else:
-        model = load_canvit(args.model, device)
+        with bad_input(prog, "--model", args.model):
+            model = load_canvit(args.model, device)
         embed_dim, use_ln = model.canvit.canvas_dim, True
     check_patch_multiple(model, args, dinov3)
     torch.manual_seed(args.seed)
@@ -209,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     val_loader = None
     if args.val_every:
-        val_pairs = open_ade20k(args.val_data or args.data, args.val_split, image_column=args.image_column,
-                                mask_column=args.mask_column)
+        with bad_input(prog, "--val-data", args.val_data or args.data):
+            val_pairs = open_ade20k(args.val_data or args.data, args.val_split, image_column=args.image_column,
+                                    mask_column=args.mask_column)
         val_loader = DataLoader(EvalSet(val_pairs, args.scene_size, limit=args.val_limit),
                                 batch_size=args.val_batch_size or args.batch_size, num_workers=0)
 

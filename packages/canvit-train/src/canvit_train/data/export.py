@@ -105,13 +105,11 @@ def teacher_shape(teacher: str) -> tuple[int, int]:
     from canvit_model.hub import CONFIG_NAME, resolve_files
     from canvit_model.hub import read_json as read_cfg
 
-    try:
-        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
-    except OSError:
-        known = {repo: name for name, repo in HUB_REPOS.items()}
-        if teacher not in known:
-            raise
+    known = {repo: name for name, repo in HUB_REPOS.items()}
+    if teacher in known:  # no hub request: offline, it would spend ~30 s in retries before falling back
         cfg = backbone_config(known[teacher])
+    else:
+        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
     return cfg.patch_size, cfg.dim
 
 

@@ -168,9 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-scenes", type=int, default=4096, help="first N scenes in stored order (default %(default)s)")
     ap.add_argument("--no-checksum", action="store_true", help="skip the sha256 check of the shards read")
     args = ap.parse_args(argv)
+    if args.num_scenes < 1:
+        ap.error(f"--num-scenes must be >= 1 (got {args.num_scenes})")
+    bar = None
     try:
         from tqdm import tqdm
 
+        m = Manifest.load(args.dir)  # not an export directory: fail before the progress bar starts
         bar = tqdm(total=args.num_scenes, unit="scene", desc="standardizers", dynamic_ncols=True)
 
         def counted() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -180,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
         stats = fit_standardizers(counted(), args.num_scenes)
         bar.close()
-        m = Manifest.load(args.dir)
         path = save_standardizers(
             stats,
             args.out,
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     except (ValueError, OSError) as e:  # ShardError is a ValueError
+        if bar is not None:
+            bar.close()  # the error gets a line of its own, not the end of the bar's
         print(f"canvit-train compute-standardizers: error: {e}", file=sys.stderr)
         return 2
     g = stats["patch_mean"].shape

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_presets:
         for name, c in PRESETS.items():
-            print(f"{name}: model {c.model_preset}, rollouts {'+'.join(c.rollouts)}, K={c.tbptt_chunk}, "
+            model = c.model_preset
+            if c.backbone_override:  # smoke: a tiny model, not the preset's architecture
+                model += f" with backbone {c.backbone_override.get('backbone_name', '?')} (overridden)"
+            print(f"{name}: model {model}, rollouts {'+'.join(c.rollouts)}, K={c.tbptt_chunk}, "
                   f"p_stop={c.stop_probability}, {c.steps} steps (warmup {c.warmup_steps}), batch {c.batch_size}, "
                   f"lr {c.lr_peak}, dense loss {c.dense_loss}")
         return 0
