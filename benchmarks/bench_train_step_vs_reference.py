@@ -4,7 +4,7 @@
 Needs an environment with both (canvit-pytorch requires Python >= 3.12), e.g.:
 
     PYENV_VERSION=3.11.7:3.12.1 uv venv -p 3.12 /tmp/oracle312
-    uv pip install --python /tmp/oracle312 canvit-pytorch==0.2.1
+    uv pip install --python /tmp/oracle312 canvit-pytorch==0.2.1 pandas tabulate
     uv pip install --python /tmp/oracle312 --no-deps -e packages/canvit-model -e packages/canvit-train \
         -e packages/canvit-data -e packages/canvit-results
     /tmp/oracle312/bin/python benchmarks/bench_train_step_vs_reference.py --batch-size 2 --threads 2
