@@ -186,3 +186,19 @@ def test_select_on_val_reproduces_authors_objective(feats, tmp_path):
     for t in st.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         last = t.user_attrs["history"][-1]
         assert last["select_top1"] is None and t.value == last["val_real_top1"]
+
+
+def test_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    """A process killed between creating a trial and its first heartbeat leaves a RUNNING trial with no
+    heartbeat; Optuna's stale check ignores it, ours fails it (retry callback: one copy is re-queued)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=1)
+    study = optuna.create_study(storage=storage, study_name="orphans", direction="maximize")
+    orphan = study.ask()  # RUNNING, never a heartbeat (what a kill right after creation leaves)
+    alive = study.ask()
+    storage.record_heartbeat(alive._trial_id)  # a live trial of another worker
+    assert tune.fail_orphaned_trials(study, storage, grace_period_s=3600) == []  # too young to judge
+    assert tune.fail_orphaned_trials(study, storage, grace_period_s=0) == [orphan.number]
+    states = {t.number: t.state for t in study.trials}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    assert states[alive.number] == optuna.trial.TrialState.RUNNING
+    assert sum(1 for t in study.trials if t.state == optuna.trial.TrialState.WAITING) == 1  # the retry

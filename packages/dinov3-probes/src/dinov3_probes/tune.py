@@ -154,6 +154,39 @@ def open_storage(url: str, heartbeat: int = 60):
     return storage
 
 
+def fail_orphaned_trials(study: Any, storage: Any, grace_period_s: float) -> list[int]:
+    """Fail (and hand to the retry callback) RUNNING trials that never recorded a heartbeat and started
+    more than `grace_period_s` ago: a process killed between creating a trial and its first heartbeat
+    leaves such a trial, which Optuna's stale-trial check (heartbeats only) would keep RUNNING forever.
+    A live trial records its first heartbeat right after it starts, so it is never older than the grace
+    period without one. Returns the failed trial numbers."""
+    import datetime as dt
+
+    import optuna
+    from sqlalchemy import text
+
+    engine = getattr(storage, "engine", None)  # the RDBStorage itself (the study holds a caching wrapper)
+    if engine is None or storage.get_heartbeat_interval() is None:
+        return []
+    now = dt.datetime.now()
+    old = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+           if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_period_s]
+    if not old:
+        return []
+    with engine.connect() as conn:
+        beating = {row[0] for row in conn.execute(text("SELECT trial_id FROM trial_heartbeats"))}
+    failed = []
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for t in old:
+        if t._trial_id in beating:
+            continue  # Optuna's own stale-heartbeat check handles it
+        if study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
+            failed.append(t.number)
+            if callback is not None:
+                callback(study, study._storage.get_trial(t._trial_id))
+    return failed
+
+
 def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -232,6 +265,8 @@ def worker(storage_url: str, study_name: str, cfg_dict: dict[str, Any], trials: 
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=optuna.samplers.TPESampler(seed=cfg.seed * 1000 + worker_index, constant_liar=True),
                               pruner=optuna.pruners.NopPruner())
+    if heartbeat > 0:
+        fail_orphaned_trials(study, storage, 3 * heartbeat)
     if count_finished(study) >= trials:
         _sync(barrier)
         return 0
