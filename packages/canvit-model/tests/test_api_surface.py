@@ -50,13 +50,16 @@ def test_from_pretrained_has_an_explicit_documented_signature(cls):
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-@pytest.mark.parametrize("which", ["canvit", "dinov3"])
+@pytest.mark.parametrize("which", ["canvit", "classifier", "dinov3"])
 def test_push_to_hub_uploads_what_save_pretrained_writes(which, tmp_path, monkeypatch):
     from huggingface_hub import HfApi
 
+    from canvit_model import CanViTForImageClassification
+
     torch.manual_seed(0)
-    model = (CanViTForPretraining(SMALL, teacher_dim=8, teacher_patch_grid=2) if which == "canvit"
-             else DINOv3(ViTConfig(dim=32, num_heads=2, depth=1)))
+    model = {"canvit": lambda: CanViTForPretraining(SMALL, teacher_dim=8, teacher_patch_grid=2),
+             "classifier": lambda: CanViTForImageClassification(SMALL, num_classes=3),
+             "dinov3": lambda: DINOv3(ViTConfig(dim=32, num_heads=2, depth=1))}[which]()
     calls: dict = {}
 
     def create_repo(self, repo_id, **kw):
@@ -75,7 +78,7 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(which, tmp_path, monkey
     assert repo == "me/tiny" and kw["commit_message"] == "hello" and kw["repo_type"] == "model"
     assert {"config.json", "model.safetensors"} <= set(files)
     back = type(model).from_pretrained(tmp_path / "uploaded")
-    if which == "canvit":
+    if which != "dinov3":
         assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
     else:  # the HF layout drops the (masked, unused) key bias: compare outputs
         x = torch.randn(1, 3, 32, 32)

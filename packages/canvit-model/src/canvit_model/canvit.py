@@ -24,6 +24,7 @@ from torch import nn
 
 from .config import CanViTConfig
 from .geometry import Viewpoint, grid_coords
+from .hub import PushToHubMixin
 from .layers.canvas_attention import CanvasRead, CanvasWrite
 from .layers.heads import PositionStandardizer, Readout
 from .layers.rope import rope_periods, rope_tables, unsqueeze_heads
@@ -281,7 +282,7 @@ class CanViT(nn.Module):
         return b, grid
 
 
-class CanViTForPretraining(nn.Module):
+class CanViTForPretraining(PushToHubMixin, nn.Module):
     """CanViT plus the teacher-space readouts and standardizers used for dense latent distillation.
 
     Drop-in for canvit-pytorch's class of the same name (inference surface and checkpoint layout).
@@ -382,18 +383,3 @@ class CanViTForPretraining(nn.Module):
 
         return save_pretraining_model(self, save_directory)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        create_pr: bool = False,
-    ) -> Any:
-        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
-                           commit_message=commit_message, create_pr=create_pr)

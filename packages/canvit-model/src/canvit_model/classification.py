@@ -37,6 +37,7 @@ from .geometry import Viewpoint
 from .hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    PushToHubMixin,
     _config_from_v01,
     check_load_options,
     load_checked,
@@ -167,7 +168,7 @@ class ClassificationOutput:
     logits: torch.Tensor  # [B, C] float32
 
 
-class CanViTForImageClassification(nn.Module):
+class CanViTForImageClassification(PushToHubMixin, nn.Module):
     """CanViT + a classification readout on the recurrent CLS (one prediction per glimpse)."""
 
     def __init__(self, canvit_config: CanViTConfig | None = None, num_classes: int = 1000) -> None:

@@ -36,6 +36,7 @@ from .geometry import grid_coords_hw
 from .hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    PushToHubMixin,
     check_load_options,
     json_int,
     load_checked,
@@ -72,7 +73,7 @@ class DINOv3Features:
         return self.patches.transpose(1, 2).reshape(b, d, *self.grid)
 
 
-class DINOv3(ViT):
+class DINOv3(PushToHubMixin, ViT):
     """DINOv3 ViT (`cfg`: a ViTConfig or a name in BACKBONES: vits16, vits16plus, vitb16, vitl16, vith16plus).
 
     `model(images)` takes normalized images [B, 3, H, W] (H, W multiples of 16, ImageNet mean/std; see
@@ -247,21 +248,6 @@ class DINOv3(ViT):
         loadable by `DINOv3.from_pretrained` and by transformers' `DINOv3ViTModel.from_pretrained`."""
         return save_atomic(save_directory, hf_config(self.cfg, self.num_registers), hf_state_dict(self))
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        create_pr: bool = False,
-    ) -> Any:
-        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
-                           commit_message=commit_message, create_pr=create_pr)
 
 
 # -- Hugging Face (transformers) layout -------------------------------------------------------------

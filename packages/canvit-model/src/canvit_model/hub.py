@@ -389,6 +389,25 @@ def push_to_hub(
         )
 
 
+
+class PushToHubMixin:
+    """`push_to_hub` for every model class that has `save_pretrained` (one implementation: `push_to_hub` above)."""
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, create_pr=create_pr)
+
+
 MODEL_CARD = """---
 library_name: canvit-model
 license: mit
