@@ -206,11 +206,19 @@ def _find_label_column(features: Any) -> str | None:
 
 
 def _looks_like_dataset_dir(path: Path) -> bool:
+    """A `save_to_disk` directory, or data files (parquet, arrow, ...) and no image file.
+
+    One walk that stops at the first image: an image folder of millions of files is not listed twice
+    (FolderSource lists it once more anyway)."""
     if any((path / m).exists() for m in _DATASET_MARKERS):
         return True
-    return any(p.suffix in _DATA_FILE_SUFFIXES for p in path.rglob("*") if p.is_file()) and not any(
-        p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()
-    )
+    has_data = False
+    for p in path.rglob("*"):
+        suffix = p.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS and p.is_file():
+            return False
+        has_data = has_data or (p.suffix in _DATA_FILE_SUFFIXES and p.is_file())
+    return has_data
 
 
 def open_images(
