@@ -100,3 +100,13 @@ def test_load_runs_meta_fields_holding_dicts_and_lists(tmp_path):
     assert df["extra.trial_params"].tolist() == [params, params]
     assert df["extra.rollouts"].tolist() == [["f-iid", "r-iid"]] * 2
     assert df["extra.missing"].isna().all()
+
+
+def test_atomic_write_leaves_no_temp_and_replaces_whole(tmp_path):
+    from canvit_results import atomic_write_bytes, atomic_write_text
+
+    target = tmp_path / "deep" / "state.json"
+    atomic_write_text(target, '{"a": 1}')
+    atomic_write_bytes(target, b'{"a": 2}')
+    assert target.read_text() == '{"a": 2}'
+    assert [p.name for p in target.parent.iterdir()] == ["state.json"]  # no .tmp left behind

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_results import atomic_write_text
 from canvit_results.cli import int_at_least, pick_device
 
 EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
@@ -133,13 +134,6 @@ def batch_generator(seed: int, batch_index: int) -> torch.Generator:
 # -- the resumable per-image-mean loop ---------------------------------------------------------------
 
 
-def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def partial_path(results: str | os.PathLike[str] | None, kind: str, key: str) -> Path:
     """Where a running job keeps its running sums (never read as a result: not a store sidecar)."""
     from canvit_results import results_root
@@ -183,8 +177,9 @@ def evaluate_means(
 
     def save(next_batch: int) -> None:
         if partial is not None:
-            _atomic_json(partial, {"fingerprint": fp, "next_batch": next_batch, "count": count, "failed": failed,
-                                   "sums": {k: v.tolist() for k, v in sums.items()}})
+            state = {"fingerprint": fp, "next_batch": next_batch, "count": count, "failed": failed,
+                     "sums": {k: v.tolist() for k, v in sums.items()}}
+            atomic_write_text(partial, json.dumps(state))
 
     bar = tqdm(total=num_batches, initial=start, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True)
     for k, batch in enumerate(batches(start), start=1):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from canvit_results import atomic_write_text
 
 EXAMPLE = """example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
   canvit-eval visualize --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
@@ -273,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "provenance": provenance(config={**vars(args), "canvas_grid": grid}, seed=args.seed,
                                      checkpoint=checkpoint, device=device, wall_time_s=time.time() - t0,
                                      argv=None if argv is None else ["canvit-eval", "visualize", *argv])}
-    tmp = out / "visualize.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "visualize.json")
+    atomic_write_text(out / "visualize.json", json.dumps(meta, indent=2, default=str) + "\n")
     print(f"wrote {png} ({len(res['rows'])} rows x {args.glimpses} timesteps) and {gif}")
     return 0
 

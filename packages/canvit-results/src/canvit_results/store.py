@@ -66,7 +66,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part:
+    a unique temp file `.NAME.XXXX.tmp` beside it, fsync, rename. Parent folders are created."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -78,6 +81,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _jsonable(x: Any) -> Any:
@@ -161,7 +169,7 @@ def write_run(
     if is_complete(root, kind, key):
         raise RunExistsError(f"{ref.table_path} is a complete run; finished runs are never overwritten")
     ref.meta_path.unlink(missing_ok=True)  # a stale sidecar of an incomplete run
-    _atomic_write_bytes(ref.table_path, table.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(ref.table_path, table.to_csv(index=False).encode("utf-8"))
     meta = {
         "kind": kind,
         "key": key,
@@ -173,7 +181,7 @@ def write_run(
         "provenance": _jsonable(dict(provenance)),
         "extra": _jsonable(dict(extra or {})),
     }
-    _atomic_write_bytes(ref.meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_bytes(ref.meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return ref
 
 

@@ -26,16 +26,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from canvit_model.hub import write_safetensors
+from canvit_results import atomic_write_text
 
 FORMAT = "dinov3-probes-features/1"
 SPLITS = ("train", "val")
 REAL_NAME = "real_labels.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_part(directory: Path, part: int, cls: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from canvit_results import atomic_write_bytes
 
 EXPORT_FILE = "export.json"
 MANIFEST_FILE = "manifest.json"
@@ -64,15 +65,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: Any) -> None:
