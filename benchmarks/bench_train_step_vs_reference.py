@@ -42,7 +42,7 @@ def main() -> None:
     from canvit_pytorch.pretrain.step import training_step
     from canvit_train.pretrain.config import PRESETS
     from canvit_train.pretrain.optim import make_optimizer
-    from canvit_train.pretrain.step import StepPlan, forward_backward, plan_step
+    from canvit_train.pretrain.step import StepPlan, plan_step, train_step
     from canvit_train.pretrain.trainer import build_model
 
     cfg = PRESETS["canvit-b"].replace(batch_size=args.batch_size)
@@ -61,11 +61,10 @@ def main() -> None:
     p = plan_step(cfg, 0, b)
     plan = StepPlan(num_chunks=1, chunk=2, viewpoints={r: v[:2] for r, v in p.viewpoints.items()})
 
-    def step_ours() -> None:
-        opt_o.zero_grad(set_to_none=True)
-        forward_backward(ours, ours, scenes, patches, cls, plan, cfg)
-        torch.nn.utils.clip_grad_norm_(ours.parameters(), 1.0)
-        opt_o.step()
+    params_o = [q for q in ours.parameters() if q.requires_grad]
+
+    def step_ours() -> None:  # the loop's step (zero grads, TBPTT forward/backward, clip, AdamW)
+        train_step(ours, ours, opt_o, params_o, scenes, patches, cls, plan, cfg, lr=4e-4)
 
     def step_ref() -> None:
         opt_r.zero_grad(set_to_none=True)

@@ -220,3 +220,25 @@ def test_cli_bad_data_paths_are_one_line_errors(tmp_path, capsys, flags, message
     assert cli_main([*flags, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_tensorboard_logs_every_metric_column_at_every_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    from canvit_train.pretrain.trainer import metric_columns
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = CFG.replace(steps=4, validate_every=2)
+    train(cfg, synthetic_setup(cfg, dim=8), opts(tmp_path, tensorboard=True))
+    ev = EventAccumulator(str(tmp_path / "run/tensorboard"), size_guidance={"scalars": 0})
+    ev.Reload()
+    m = pd.read_csv(tmp_path / "run/metrics.csv")
+    tags = set(ev.Tags()["scalars"])
+    assert {t for t in tags if not t.startswith("validation/")} == set(metric_columns(cfg)[1:])
+    v = pd.read_csv(tmp_path / "run/validation.csv")
+    last = v[(v["step"] == 4) & (v["t"] == 2)].iloc[0]
+    got = ev.Scalars("validation/cos_patch_raw/t2")
+    assert [e.step for e in got] == [2, 4] and got[-1].value == pytest.approx(last["cos_patch_raw"], rel=1e-6)
+    for col in ("lr", "grad_norm", "loss", "f-iid/loss_patch", "r-iid/cos_cls_raw", "glimpses_per_s"):
+        got = ev.Scalars(col)
+        assert [e.step for e in got] == list(m["step"]), col
+        assert [e.value for e in got] == pytest.approx(list(m[col]), rel=1e-6, abs=1e-9), col

@@ -5,6 +5,8 @@ clip, AdamW) on one reused synthetic batch, so data loading costs nothing. Glimp
 glimpse of every rollout (batch x rollouts x T per step): the paper's 1B glimpses in 166 h on one H100
 is about 1,700 glimpses/s at batch 64, eager. `--chunks N` fixes the rollout length (T = N·K) so runs
 compare like for like; by default lengths are sampled as in training (seeded, the same sequence every run).
+On CUDA one extra untimed step runs under `torch.cuda.set_sync_debug_mode("warn")` and the host syncs it
+made are reported (the target is 0).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ examples:
   canvit-train benchmark --preset canvit-b --batch-size 64 --compile          # one H100, the paper's setup
   canvit-train benchmark --preset canvit-b --batch-size 2 --chunks 2 --steps 3  # a quick CPU figure
 """
+
+
+PAPER_GLIMPSES_PER_S = 1_700  # 1B glimpses in 166 h on one H100 (paper §5.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from canvit_results.cli import pick_device
 
     from .data import synthetic_setup
-    from .optim import make_optimizer
-    from .step import StepPlan, forward_backward, plan_step
+    from .optim import learning_rate, make_optimizer
+    from .step import StepPlan, plan_step, train_step
     from .trainer import build_model, peak_memory_gb
 
     if args.threads:
@@ -82,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(i: int) -> int:
         pl = plan(i)
-        opt.zero_grad(set_to_none=True)
-        forward_backward(model, model, batch.scenes, batch.patches, batch.cls, pl, cfg, amp=amp)
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        train_step(model, model, opt, params, batch.scenes, batch.patches, batch.cls, pl, cfg,
+                   lr=learning_rate(cfg, i), amp=amp)
         return cfg.batch_size * len(cfg.rollouts) * pl.num_glimpses
 
     load0 = _loadavg()
@@ -98,6 +101,19 @@ def main(argv: list[str] | None = None) -> int:
         glimpses.append(step(i))
         sync()
         times.append(time.perf_counter() - t0)
+    syncs = None
+    if device.type == "cuda":  # one more, untimed step under CUDA's sync debug mode: host syncs per step
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                step(args.warmup + args.steps)
+                sync()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
     total = sum(times)
     per_glimpse = [t / g for t, g in zip(times, glimpses, strict=True)]
     out = {
@@ -108,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         "glimpses_per_s": sum(glimpses) / total,
         "step_s_median": statistics.median(times), "step_s_min": min(times),
         "ms_per_glimpse_min": 1000 * min(per_glimpse),
-        "peak_mem_gb": peak_memory_gb(device), "loadavg_before": load0, "loadavg_after": _loadavg(),
+        "peak_mem_gb": peak_memory_gb(device), "host_syncs_per_step": syncs,
+        "vs_paper_1700_glimpses_per_s": sum(glimpses) / total / PAPER_GLIMPSES_PER_S,
+        "loadavg_before": load0, "loadavg_after": _loadavg(),
         "torch": torch.__version__,
     }
     print(f"{args.preset} batch {args.batch_size} on {out['device_name']} ({device}, {amp}"
@@ -116,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{out['glimpses_per_s']:.1f} training glimpses/s, step median {out['step_s_median']:.3f} s "
           f"(min {out['step_s_min']:.3f} s), peak memory {out['peak_mem_gb']:.2f} GiB"
           f"{' (max RSS)' if device.type == 'cpu' else ''}; load average {load0} -> {out['loadavg_after']}")
+    if device.type == "cuda":
+        print(f"  = {out['vs_paper_1700_glimpses_per_s']:.2f}x the paper's ~{PAPER_GLIMPSES_PER_S:,} glimpses/s "
+              f"(one H100, batch 64, eager, 18.4 GB); host syncs in one step: {syncs}")
     if args.json:
         print(json.dumps(out))
     return 0

@@ -20,12 +20,16 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
     return cfg.lr_start + (cfg.lr_peak - cfg.lr_start) * step / cfg.warmup_steps
 
 
-def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over every trainable parameter (random init, nothing frozen); fused on CUDA."""
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device,
+                   fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over every trainable parameter (random init, nothing frozen); fused (default: on CUDA).
+
+    Fused AdamW keeps its step counters on the device, so `opt.step()` reads nothing back to the host.
+    """
     if cfg.optimizer != "AdamW":
         raise ValueError(f"optimizer={cfg.optimizer!r}; the only optimizer is 'AdamW'")
     params = [p for p in model.parameters() if p.requires_grad]
-    kwargs = {"fused": True} if device.type == "cuda" else {}
+    kwargs = {"fused": True} if (device.type == "cuda" if fused is None else fused) else {}
     return torch.optim.AdamW(
         params, lr=learning_rate(cfg, 0), betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kwargs
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -210,16 +211,19 @@ def forward_backward(
     *,
     rows_range: tuple[int, int] | None = None,
     amp: str = "fp32",
+    viewpoints: dict[int, list[Viewpoint]] | None = None,
 ) -> torch.Tensor:
     """Accumulate the step's gradient into `.grad` (not zeroed here); returns metrics [n_rollouts, M].
 
-    `rows_range` = this rank's rows of the global batch (default: all of `scenes`).
+    `rows_range` = this rank's rows of the global batch (default: all of `scenes`); `viewpoints` = the
+    plan's viewpoints of those rows already on the device (default: `local_viewpoints` makes them).
     """
     b = scenes.shape[0]
     rows_range = rows_range or (0, b)
     if rows_range[1] - rows_range[0] != b:
         raise ValueError(f"rows_range={rows_range} does not match the {b} scenes of this rank")
-    viewpoints = local_viewpoints(plan, rows_range, scenes.device)
+    if viewpoints is None:
+        viewpoints = local_viewpoints(plan, rows_range, scenes.device)
     tp, tc = standardized_targets(model, patches, cls)
     out = []
     n_roll = len(cfg.rollouts)
@@ -231,3 +235,39 @@ def forward_backward(
             )
         )
     return torch.stack(out)  # [n_rollouts, M]
+
+
+def train_step(
+    model: CanViTForPretraining,
+    forward: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    scenes: torch.Tensor,  # [b, 3, R, R] this rank's scenes
+    patches: torch.Tensor,  # [b, G*G, D] raw teacher patches
+    cls: torch.Tensor,  # [b, D] raw teacher CLS
+    plan: StepPlan,
+    cfg: PretrainConfig,
+    *,
+    lr: float,
+    rows_range: tuple[int, int] | None = None,
+    amp: str = "fp32",
+    viewpoints: dict[int, list[Viewpoint]] | None = None,
+    reduce_gradients: Callable[[list[torch.nn.Parameter]], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step, as the loop and the benchmark run it; returns (metrics [R, M], grad norm).
+
+    LR, zeroed gradients, the TBPTT forward/backward of every rollout, the gradient average over ranks
+    (`reduce_gradients`), clipping to `cfg.grad_clip`, AdamW. Nothing here reads device values back to
+    the host (a test runs it under a host-read detector): the results stay on the device until the loop
+    fetches a window of them.
+    """
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    m = forward_backward(model, forward, scenes, patches, cls, plan, cfg, rows_range=rows_range, amp=amp,
+                         viewpoints=viewpoints)
+    if reduce_gradients is not None:
+        reduce_gradients(params)
+    gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    return m.detach(), gn.detach()

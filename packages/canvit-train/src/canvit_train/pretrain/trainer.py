@@ -36,7 +36,7 @@ from canvit_results.cli import pick_device
 from . import checkpoint as ckpt
 from .config import PretrainConfig
 from .optim import learning_rate, make_optimizer
-from .step import METRIC_NAMES, autocast_context, cosine, forward_backward, plan_step, standardized_targets
+from .step import METRIC_NAMES, autocast_context, cosine, plan_step, standardized_targets, train_step
 
 
 class NonFiniteLoss(RuntimeError):
@@ -374,6 +374,7 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
             dist.broadcast(t.data, src=0)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    reduce = (lambda ps: all_reduce_gradients(ps, d.world_size)) if d.enabled else None
     forward: Callable = model
     if opts.compile:
         torch._functorch.config.backward_pass_autocast = "off"  # else compiled backward outside autocast is wrong
@@ -478,6 +479,11 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
             if new:
                 w.writeheader()
             w.writerows({"step": step, **r} for r in rows)
+        if tb is not None:
+            for r in rows:
+                for k, v in r.items():
+                    if k != "t":
+                        tb.add_scalar(f"validation/{k}/t{r['t']}", v, step)
         last = rows[-1]
         _log(f"validation step {step}: t={last['t']} cos patch raw {last['cos_patch_raw']:.4f} "
              f"cls raw {last['cos_cls_raw']:.4f}", d)
@@ -500,18 +506,11 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
                 data_wait += time.perf_counter() - t0
                 plan = plan_step(cfg, step, cfg.batch_size)
                 lr = learning_rate(cfg, step)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                m = forward_backward(model, forward, batch.scenes, batch.patches, batch.cls, plan, cfg,
-                                     rows_range=rows_range, amp=amp)
-                if d.enabled:
-                    all_reduce_gradients(params, d.world_size)
-                gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                m, gn = train_step(model, forward, opt, params, batch.scenes, batch.patches, batch.cls, plan, cfg,
+                                   lr=lr, rows_range=rows_range, amp=amp, reduce_gradients=reduce)
                 bad |= ~torch.isfinite(m[:, :2].sum()) | ~torch.isfinite(gn)
-                opt.step()
                 step += 1
-                pending.append((step, lr, gn.detach(), m.detach(), plan.num_glimpses))
+                pending.append((step, lr, gn, m, plan.num_glimpses))
                 want_ckpt = step % cfg.checkpoint_every == 0 or step == stop_step
                 if d.enabled:  # ranks agree at log steps only (a collective per step would be a sync)
                     want_signal = _agree(sig.save, d) if step % cfg.log_every == 0 else False
