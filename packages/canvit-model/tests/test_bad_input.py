@@ -278,7 +278,6 @@ def test_from_pretrained_dtype_and_map_location(ckpt, model):
 
 
 def test_out_of_scene_viewpoints_run_through_the_model(model):
-    g = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     vp = Viewpoint(centers=torch.tensor([[0.9, -0.9], [4.0, 0.0]]), scales=torch.tensor([0.5, 2.0]))
     scene = torch.randn(2, 3, 64, 64)
     glimpse = sample_at_viewpoint(scene, vp, 32)

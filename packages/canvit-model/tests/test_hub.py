@@ -8,7 +8,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from canvit_model import CanViTConfig, CanViTForPretraining, Viewpoint, sample_at_viewpoint
-from canvit_model.hub import rename_v01_key
 
 SMALL = CanViTConfig(backbone_name="vits16", canvas_num_heads=2, canvas_head_dim=32)
 

@@ -110,3 +110,20 @@ def test_atomic_write_leaves_no_temp_and_replaces_whole(tmp_path):
     atomic_write_bytes(target, b'{"a": 2}')
     assert target.read_text() == '{"a": 2}'
     assert [p.name for p in target.parent.iterdir()] == ["state.json"]  # no .tmp left behind
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    import pytest
+    from canvit_results import atomic_path
+
+    target = tmp_path / "probe.safetensors"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == target.parent and tmp != target
+            tmp.write_bytes(b"half a ne")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["probe.safetensors"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["probe.safetensors"]

@@ -1,7 +1,6 @@
 """ReaL labels (public real.json format), top-k accuracy and the Inception-crop sampler."""
 
 import json
-import math
 
 import numpy as np
 import pytest

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from canvit_results import atomic_write_text
+from canvit_results import atomic_path, atomic_write_text
 from canvit_results.cli import int_at_least, pick_device
 
 EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
@@ -252,10 +252,9 @@ class PredictionWriter:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"batch_{batch.index:07d}.safetensors"
-        tmp = path.with_name(path.name + ".tmp")
-        write_safetensors({"top5": predictions.to(torch.int16).cpu(), "labels": batch.labels.cpu(),
-                           "positions": torch.tensor(batch.positions, dtype=torch.int64)}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            write_safetensors({"top5": predictions.to(torch.int16).cpu(), "labels": batch.labels.cpu(),
+                               "positions": torch.tensor(batch.positions, dtype=torch.int64)}, tmp)
 
     def finish(self, num_batches: int) -> Path:
         import shutil
@@ -268,10 +267,8 @@ class PredictionWriter:
         if not parts:
             raise RuntimeError(f"no per-batch predictions under {self.dir}")
         joined = {k: torch.cat([p[k] for p in parts]) for k in ("top5", "labels", "positions")}
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.final.with_name(self.final.name + ".tmp")
-        write_safetensors(joined, tmp)
-        os.replace(tmp, self.final)
+        with atomic_path(self.final) as tmp:
+            write_safetensors(joined, tmp)
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.final
 

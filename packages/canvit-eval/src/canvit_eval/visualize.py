@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from canvit_results import atomic_write_text
+from canvit_results import atomic_path, atomic_write_text
 
 EXAMPLE = """example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
   canvit-eval visualize --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
@@ -195,9 +194,8 @@ def write_outputs(rows: dict[str, list[Any]], out: Path, *, frame_ms: int = 700)
     for path, save in ((png, lambda p: strip.save(p, format="PNG")),
                        (gif, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
                                                       duration=frame_ms, loop=0))):
-        tmp = path.with_name(path.name + ".tmp")
-        save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save(tmp)
     return png, gif
 
 

@@ -11,6 +11,7 @@ from .store import (
     DEFAULT_ROOT,
     RunExistsError,
     RunRef,
+    atomic_path,
     atomic_write_bytes,
     atomic_write_text,
     bootstrap_ci,
@@ -26,7 +27,7 @@ from .store import (
 )
 
 __all__ = [
-    "DEFAULT_ROOT", "RunExistsError", "atomic_write_bytes", "atomic_write_text", "dispatch", "RunRef", "bootstrap_ci", "code_version", "cpu_name", "device_info", "is_complete",
+    "DEFAULT_ROOT", "RunExistsError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "dispatch", "RunRef", "bootstrap_ci", "code_version", "cpu_name", "device_info", "is_complete",
     "list_runs", "load_meta", "load_runs", "package_versions", "provenance", "read_meta", "results_root",
     "run_paths", "summarize", "write_run",
 ]

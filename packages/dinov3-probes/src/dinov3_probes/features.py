@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from canvit_model.hub import write_safetensors
-from canvit_results import atomic_write_text
+from canvit_results import atomic_path, atomic_write_text
 
 FORMAT = "dinov3-probes-features/1"
 SPLITS = ("train", "val")
@@ -39,10 +39,9 @@ def write_part(directory: Path, part: int, cls: torch.Tensor, labels: torch.Tens
     if not (cls.shape[0] == labels.shape[0] == index.shape[0] == len(keys)):
         raise ValueError("cls, labels, index and keys must have the same number of rows")
     stem = directory / f"part-{part:05d}"
-    tmp = stem.with_name(f".{stem.name}.safetensors.tmp")
-    write_safetensors({"cls": cls.float().contiguous(), "labels": labels.long(), "index": index.long()}, tmp,
-                      metadata={"format": FORMAT})
-    os.replace(tmp, stem.with_suffix(".safetensors"))
+    with atomic_path(stem.with_suffix(".safetensors")) as tmp:
+        write_safetensors({"cls": cls.float().contiguous(), "labels": labels.long(), "index": index.long()}, tmp,
+                          metadata={"format": FORMAT})
     atomic_write_text(stem.with_suffix(".json"), json.dumps({"rows": len(keys), "keys": keys, "skipped": skipped}))
 
 

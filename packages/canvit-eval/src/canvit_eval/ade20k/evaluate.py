@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
 from canvit_model.hub import write_safetensors
-from canvit_results import is_complete, provenance, results_root, write_run
+from canvit_results import atomic_path, is_complete, provenance, results_root, write_run
 
 from ..policies import DETERMINISTIC, POLICY_NAMES
 from canvit_results.cli import pick_device
@@ -169,10 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.update(1)
         done = bi + 1
         if done % args.checkpoint_every == 0 and done < n_batches:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            tmp = partial.with_name(f".{partial.name}.tmp")
-            write_safetensors({"counts": cm.counts}, tmp, metadata={"config": config_json, "batches_done": str(done)})
-            os.replace(tmp, partial)
+            with atomic_path(partial) as tmp:
+                write_safetensors({"counts": cm.counts}, tmp, metadata={"config": config_json, "batches_done": str(done)})
 
     batches = _dataloader(ds, start, batch_size, workers, device)
     if dinov3:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from canvit_model import SegmentationProbe
 from canvit_model.hub import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
-from canvit_results import provenance
+from canvit_results import atomic_path, provenance
 
 from ..policies import make_policy
 from ..rollout import rollout
@@ -148,9 +148,8 @@ def save_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, 
         for name, v in st.items():
             tensors[f"opt.{i}.{name}"] = torch.as_tensor(v)
     meta = {"step": str(step), "config": json.dumps(config, sort_keys=True), "best": json.dumps(best)}
-    tmp = out / f".{STATE_NAME}.tmp"
-    write_safetensors(tensors, tmp, metadata=meta)
-    os.replace(tmp, out / STATE_NAME)
+    with atomic_path(out / STATE_NAME) as tmp:
+        write_safetensors(tensors, tmp, metadata=meta)
 
 
 def load_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, config: dict

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from canvit_data import ImageDecodeError, ImageSource, open_images
+from canvit_results import atomic_path
 
 ORDER_FILE = "order.parquet"
 
@@ -57,10 +58,6 @@ def valid_position(v: int | np.ndarray, failed: np.ndarray) -> np.ndarray | int:
         return v
     shifted = failed - np.arange(len(failed))  # number of valid positions before each failure
     return v + np.searchsorted(shifted, v, side="right")
-
-
-def _atomic_target(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 @dataclass
@@ -123,9 +120,8 @@ class SceneOrder:
             b"count": str(len(self)).encode(),
         }
         table = table.replace_schema_metadata(meta)
-        tmp = _atomic_target(path)
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         return path
 
     @classmethod

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from canvit_results import atomic_write_bytes
+from canvit_results import atomic_path, atomic_write_bytes
 
 EXPORT_FILE = "export.json"
 MANIFEST_FILE = "manifest.json"
@@ -63,10 +63,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -91,12 +87,9 @@ def write_shard(
     """
     from canvit_model.hub import write_safetensors
 
-    tmp = _tmp(path)
     header = {"canvit": json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))}
-    write_safetensors({"patches": patches, "cls": cls, "position": position}, tmp, header)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_safetensors({"patches": patches, "cls": cls, "position": position}, tmp, header)
 
 
 def check_shard_file(path: Path, record: Mapping[str, Any], *, checksum: bool) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_results import atomic_path
 
 from .shards import Manifest, ShardError, check_rows, check_shard_file, open_shard, shard_path
 
@@ -116,11 +117,9 @@ def save_standardizers(
     from canvit_model.hub import write_safetensors
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    write_safetensors({k: stats[k].float().contiguous() for k in KEYS}, tmp, meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_safetensors({k: stats[k].float().contiguous() for k in KEYS}, tmp, meta)
     return path
 
 

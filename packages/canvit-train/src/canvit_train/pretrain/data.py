@@ -241,21 +241,23 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
             return OnlineTeacherLoader(teacher, images, order, cfg.batch_size, start_position=start, device=device,
                                        rank=r, world_size=w, num_workers=workers, resolution=cfg.scene_size, **kw)
 
-    validation = None
+    validation = None  # no held-out scenes: no periodic validation
     if val_features is not None:
         if val_images is None:
             raise DataMissing("--val-features needs --val-scenes (the held-out scenes the export was made from)")
 
-        def validation() -> Any:
+        def from_shards() -> Any:
             return _first(iter(FeatureShardLoader(val_features, val_images, cfg.validation_scenes, num_workers=0)),
                           cfg.validation_scenes)
+        validation = from_shards
     elif val_images is not None and teacher is not None:
         val_source = open_scenes(val_images)
 
-        def validation() -> Any:
+        def online() -> Any:
             loader = OnlineTeacherLoader(teacher, val_source, SceneOrder.identity(val_source), cfg.validation_scenes,
                                          device=device, num_workers=0, resolution=cfg.scene_size)
             return _first(iter(loader), cfg.validation_scenes)
+        validation = online
     elif val_images is not None:
         raise DataMissing("--val-scenes with --features needs --val-features (their exported targets)")
     desc["validation"] = str(val_features or val_images or "none")

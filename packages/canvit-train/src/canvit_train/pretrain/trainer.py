@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import resource
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from canvit_model import CanViTForPretraining, random_viewpoints, sample_at_viewpoint
+from canvit_results import atomic_write_text
 from canvit_results.cli import pick_device
 
 from . import checkpoint as ckpt
@@ -210,12 +212,11 @@ def truncate_csv(path: Path, max_step: int) -> None:
                 keep.append(r)
         except ValueError:
             continue
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(keep)
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(keep)
+    atomic_write_text(path, buf.getvalue())
 
 
 class MetricsCSV:
