@@ -37,6 +37,7 @@ def randomized(use_ln: bool) -> SegmentationProbe:
 
 
 def main() -> None:
+    torch.set_num_threads(2)  # test_segmentation's FIXTURE_THREADS: CPU rounding depends on the thread count
     torch.manual_seed(0)
     OUT.mkdir(exist_ok=True)
     tensors = {"features": torch.randn(2, 3, 4, 16)}
@@ -53,7 +54,8 @@ def main() -> None:
         masks = tile_masks(quadtree_level(level), canvas_grid_size=8, device=torch.device("cpu")).float()
         tensors[f"tile_entropy.{level}"] = torch.einsum("bij,kij->bk", ent, masks) / masks.sum((1, 2))
     save_file(tensors, OUT / "io.safetensors", metadata={"canvit_pytorch": version("canvit-pytorch"),
-                                                         "torch": torch.__version__})
+                                                         "torch": torch.__version__,
+                                                         "threads": str(torch.get_num_threads())})
 
 
 if __name__ == "__main__":
