@@ -235,6 +235,7 @@ def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
 
 def test_make_tables_on_an_empty_store(tmp_path):
     out = tmp_path / "out"
+    (tmp_path / "none").mkdir()
     assert make_tables.main(["--results", str(tmp_path / "none"), "--out", str(out), "--quiet", "--no-figures",
                              "--format", "latex", "--only", "2", "4", "6", "7", "11", "12", "14", "17", "18"]) == 0
     tables = {t.number: t for t in make_tables.build_tables([2, 4, 6, 7, 11, 12, 14, 17, 18],
