@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=int, nargs="+", metavar="N", help="table numbers to build (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="output directory (default: paper/out)")
     ap.add_argument("--results", type=Path, default=None,
-                    help="results store to read (default: $CANVIT_RESULTS, else results/ at the repository root)")
+                    help="results store to read, an existing directory (default: $CANVIT_RESULTS, else results/ at the "
+                         "repository root; one not created yet reads as empty)")
     ap.add_argument("--format", nargs="+", default=[], metavar="FMT", dest="formats",
                     help="extra tabulate formats to write beside Markdown and CSV (latex, latex_booktabs, plain, "
                          "simple, grid, html, rst, ...); the first one is also what is printed")
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         ap.error(str(e))
     results = args.results if args.results is not None else default_results()
-    if args.results is not None and results.exists() and not results.is_dir():
-        ap.error(f"--results {results} is not a directory")
+    if args.results is not None and not results.is_dir():  # a mistyped path; the default may not exist yet
+        ap.error(f"--results {results}: " + ("not a directory" if results.exists() else "no such directory"))
     ctx = Context(results=results)
     tables = build_tables(args.only, ctx)
     write_all(tables, args.out, [f for f in formats if f != "github"])

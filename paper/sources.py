@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from canvit_model import PRESETS, CanViTConfig
 from canvit_results import load_runs, summarize
 
-from tablelib import Bold, Context, Pending
+from tablelib import Bold, Context, Pending, Table
 
 FLAGSHIP = PRESETS["canvitb16"].hub_repo  # the released CanViT-B checkpoint
 TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
@@ -216,6 +216,40 @@ def bold_max(cells: dict[object, tuple[float, object]]) -> dict[object, object]:
     best = max(scores) if scores else None
     return {k: Bold(c) if best is not None and s is not None and np.isfinite(s) and np.isclose(s, best)
             else c for k, (s, c) in cells.items()}
+
+
+def policy_timestep_table(number: int, title: str, summ: dict[tuple, dict], metric: str,
+                          configs: Sequence[tuple[str, int, int]], timesteps: Sequence[int],
+                          paper: Mapping[tuple, tuple[Sequence[float], Sequence[float]]],
+                          pending: Callable[[tuple], Pending], notes: Sequence[str], *, digits: int = 1,
+                          labels: Mapping[str, str] = POLICY_LABELS,
+                          extra: Mapping[str, Callable[[tuple], object]] | None = None) -> Table:
+    """Tables 6, 7: a row per (policy, scene px, canvas grid) of `configs`: Policy, Res., n, the `extra` columns,
+    then per timestep ours (`pct_ci` of `metric` in `summ`, else `pending(config)`) beside the paper's
+    (`paper`: config -> (means, CI half-widths) at `timesteps`; "—" where the paper has no such row).
+    Bold = best policy at that timestep within a resolution, ours and the paper's each."""
+    cells: dict[tuple, object] = {}
+    for i, t in enumerate(timesteps):
+        for res in dict.fromkeys(c[1:] for c in configs):
+            group = [c for c in configs if c[1:] == res]
+            ours = {c: (s[metric], pct_ci(s, metric, digits)) if (s := summ.get((*c, t))) else (None, pending(c))
+                    for c in group}
+            theirs = {c: (paper[c][0][i], f"{paper[c][0][i]:g} ±{paper[c][1][i]:g}") if c in paper else (None, "—")
+                      for c in group}
+            cells.update({(c, t, "ours"): v for c, v in bold_max(ours).items()})
+            cells.update({(c, t, "paper"): v for c, v in bold_max(theirs).items()})
+    extra = extra or {}
+    cols = ["Policy", "Res.", "n", *extra]
+    for t in timesteps:
+        cols += [f"t = {t}", f"t = {t} (paper)"]
+    rows = []
+    for c in configs:
+        n = max((summ[(*c, t)]["n"] for t in timesteps if (*c, t) in summ), default=0)
+        row = [labels.get(c[0], c[0]), f"{c[1]}/{c[2]}²", n or "—", *(f(c) for f in extra.values())]
+        for t in timesteps:
+            row += [cells[(c, t, "ours")], cells[(c, t, "paper")]]
+        rows.append(row)
+    return Table.from_rows(number, title, cols, rows, notes, ours=[f"t = {t}" for t in timesteps])
 
 
 

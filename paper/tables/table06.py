@@ -52,36 +52,6 @@ def build(ctx: Context | None = None) -> list[Table]:
     ctx = ctx or Context(results=default_results())
     df, model_notes = sources.pick_model(sources.runs(ctx, "ade20k", META))
     summ = sources.summary(df, BY, ["miou"])
-    cols = ["Policy", "Res.", "n", "n (paper)", "G/step"]
-    for t in TIMESTEPS:
-        cols += [f"t = {t}", f"t = {t} (paper)"]
-    configs = configurations(summ)
-    cells: dict[tuple, object] = {}
-    for t in TIMESTEPS:
-        for res in {(c[1], c[2]) for c in configs}:
-            group = [c for c in configs if (c[1], c[2]) == res]
-            ours, paper = {}, {}
-            for c in group:
-                s = summ.get((*c, t))
-                ours[c] = (s["miou"], sources.pct_ci(s, "miou")) if s else (None, sources.ade20k(*c, n=_n(c)))
-                if c in PAPER:
-                    m, hw = PAPER[c][1][TIMESTEPS.index(t)], PAPER[c][2][TIMESTEPS.index(t)]
-                    paper[c] = (m, f"{m:g} ±{hw:g}")
-                else:
-                    paper[c] = (None, "—")
-            for c, v in sources.bold_max(ours).items():
-                cells[(c, t, "ours")] = v
-            for c, v in sources.bold_max(paper).items():
-                cells[(c, t, "paper")] = v
-    rows = []
-    for c in configs:
-        policy, scene, grid = c
-        n = max((summ[(*c, t)]["n"] for t in TIMESTEPS if (*c, t) in summ), default=0)
-        row = [sources.POLICY_LABELS.get(policy, policy), f"{scene}/{grid}²", n or "—",
-               PAPER[c][0] if c in PAPER else "—", f"{flops.round_half_up(g_per_step(grid), 1):.1f}"]
-        for t in TIMESTEPS:
-            row += [cells[(c, t, "ours")], cells[(c, t, "paper")]]
-        rows.append(row)
     notes = [
         f"Ours: the `ade20k` runs in {ctx.where} (T = 21 glimpses), per run the dataset-level mIoU per timestep; "
         "cells = mean x100 ± half-width of the 95% percentile-bootstrap CI over the n runs "
@@ -91,11 +61,9 @@ def build(ctx: Context | None = None) -> list[Table]:
         "Rep. full = rfs (canvit-eval --policy).",
         *model_notes,
     ]
-    ours_cols = [f"t = {t}" for t in TIMESTEPS]
-    return [Table.from_rows(6, "ADE20K mIoU (%) by policy and timestep (T = 21)", cols, rows, notes,
-                            ours=ours_cols)]
-
-
-def _n(c: tuple) -> int | None:
-    return PAPER[c][0] if c in PAPER else None
-
+    return [sources.policy_timestep_table(
+        6, "ADE20K mIoU (%) by policy and timestep (T = 21)", summ, "miou", configurations(summ), TIMESTEPS,
+        {c: (means, hws) for c, (_, means, hws) in PAPER.items()},
+        lambda c: sources.ade20k(*c, n=PAPER[c][0] if c in PAPER else None), notes,
+        extra={"n (paper)": lambda c: PAPER[c][0] if c in PAPER else "—",
+               "G/step": lambda c: f"{flops.round_half_up(g_per_step(c[2]), 1):.1f}"})]

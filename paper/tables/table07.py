@@ -28,39 +28,15 @@ def build(ctx: Context | None = None) -> list[Table]:
     ctx = ctx or Context(results=default_results())
     df, model_notes = sources.pick_model(sources.runs(ctx, "in1k", META))
     summ = sources.summary(df, BY, ["top1"])
-    configs = [(p, SCENE, GRID) for p in PAPER]
-    configs += sorted({k[:3] for k in summ} - set(configs), key=lambda k: (k[1], k[2], k[0]))
-    cells: dict[tuple, object] = {}
-    for t in TIMESTEPS:
-        for res in dict.fromkeys((c[1], c[2]) for c in configs):
-            group = [c for c in configs if (c[1], c[2]) == res]
-            ours, paper = {}, {}
-            for c in group:
-                s = summ.get((*c, t))
-                ours[c] = (s["top1"], sources.pct_ci(s, "top1", 2)) if s else (None, sources.in1k(*c, n=PAPER_N))
-                if c in configs[:len(PAPER)]:
-                    m, hw = PAPER[c[0]][0][TIMESTEPS.index(t)], PAPER[c[0]][1][TIMESTEPS.index(t)]
-                    paper[c] = (m, f"{m:g} ±{hw:g}")
-                else:
-                    paper[c] = (None, "—")
-            cells.update({(c, t, "ours"): v for c, v in sources.bold_max(ours).items()})
-            cells.update({(c, t, "paper"): v for c, v in sources.bold_max(paper).items()})
-    cols = ["Policy", "Res.", "n"]
-    for t in TIMESTEPS:
-        cols += [f"t = {t}", f"t = {t} (paper)"]
-    rows = []
-    for c in configs:
-        n = max((summ[(*c, t)]["n"] for t in TIMESTEPS if (*c, t) in summ), default=0)
-        label = sources.POLICY_LABELS.get(c[0], c[0]) + (" (naive)" if c[0] == "c2f" else "")
-        row = [label, f"{c[1]}/{c[2]}²", n or "—"]
-        for t in TIMESTEPS:
-            row += [cells[(c, t, "ours")], cells[(c, t, "paper")]]
-        rows.append(row)
+    paper = {(p, SCENE, GRID): v for p, v in PAPER.items()}
+    configs = list(paper) + sorted({k[:3] for k in summ} - set(paper), key=lambda k: (k[1], k[2], k[0]))
     notes = [
         f"Ours: the `in1k` runs in {ctx.where} (T = 21 glimpses; recurrent CLS -> destandardized -> DINOv3 "
         "ViT-B/16 IN1k probe); cells = top-1 mean x100 ± half-width of the 95% percentile-bootstrap CI over "
         f"n runs (paper: n = {PAPER_N}). Bold = best policy at that timestep within a resolution.",
         *model_notes,
     ]
-    return [Table.from_rows(7, "ImageNet-1k top-1 accuracy (%) by policy and timestep", cols, rows, notes,
-                            ours=[f"t = {t}" for t in TIMESTEPS])]
+    return [sources.policy_timestep_table(
+        7, "ImageNet-1k top-1 accuracy (%) by policy and timestep", summ, "top1", configs, TIMESTEPS, paper,
+        lambda c: sources.in1k(*c, n=PAPER_N), notes, digits=2,
+        labels={**sources.POLICY_LABELS, "c2f": sources.POLICY_LABELS["c2f"] + " (naive)"})]

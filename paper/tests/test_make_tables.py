@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 
 PAPER = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PAPER))
+
+import make_tables  # noqa: E402
+import tablelib  # noqa: E402
 
 
 def test_make_tables_writes_csv_and_markdown(tmp_path):
@@ -29,6 +33,7 @@ def test_make_tables_writes_csv_and_markdown(tmp_path):
 
 @pytest.mark.slow
 def test_make_tables_full_run_writes_flop_tables_and_figure(tmp_path):
+    (tmp_path / "empty-results").mkdir()
     r = subprocess.run(
         [sys.executable, str(PAPER / "make_tables.py"), "--out", str(tmp_path), "--quiet", "--results",
          str(tmp_path / "empty-results")],
@@ -58,3 +63,35 @@ def test_make_tables_no_figures(tmp_path):
     with open(tmp_path / "table10.csv") as f:
         rows = {r["Component"]: r for r in csv.DictReader(f)}
     assert rows["Per-glimpse total"]["Total (G)"] == "15.9"
+
+
+def test_make_tables_missing_results_dir_is_a_usage_error(tmp_path):
+    """A mistyped --results is exit status 2 with one argparse error line naming it, not an empty store."""
+    missing, out = tmp_path / "no-such-store", tmp_path / "out"
+    r = subprocess.run([sys.executable, str(PAPER / "make_tables.py"), "--results", str(missing), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[-1] == f"make_tables.py: error: --results {missing}: no such directory"
+    assert "Traceback" not in r.stderr and not out.exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        make_tables.main(["--results", str(tmp_path / "file"), "--out", str(out)])
+    assert e.value.code == 2 and not out.exists()
+
+
+@pytest.mark.parametrize("via", ["repo", "env"])
+def test_make_tables_default_store_not_there_yet_renders_pending(tmp_path, monkeypatch, via):
+    """Without --results, a default store that does not exist yet (a fresh clone: no results/, or
+    $CANVIT_RESULTS not created yet) is an empty store: every results cell pending."""
+    monkeypatch.delenv("CANVIT_RESULTS", raising=False)
+    if via == "repo":
+        monkeypatch.setattr(tablelib, "REPO", tmp_path / "clone")
+    else:
+        monkeypatch.setenv("CANVIT_RESULTS", str(tmp_path / "store"))
+    default = tablelib.default_results()
+    assert not default.exists()
+    out = tmp_path / "out"
+    assert make_tables.main(["--out", str(out), "--quiet", "--no-figures", "--only", "6", "7"]) == 0
+    md = (out / "tables.md").read_text()
+    assert "| 6       | ADE20K mIoU (%) by policy and timestep (T = 21)       | 0          | 96        | pending  |" in md
+    assert "pending [P1]" in (out / "table07.md").read_text() and not default.exists()

@@ -235,6 +235,7 @@ def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
 
 def test_make_tables_on_an_empty_store(tmp_path):
     out = tmp_path / "out"
+    (tmp_path / "none").mkdir()
     assert make_tables.main(["--results", str(tmp_path / "none"), "--out", str(out), "--quiet", "--no-figures",
                              "--format", "latex", "--only", "2", "4", "6", "7", "11", "12", "14", "17", "18"]) == 0
     tables = {t.number: t for t in make_tables.build_tables([2, 4, 6, 7, 11, 12, 14, 17, 18],
@@ -291,3 +292,25 @@ def test_pick_model_leaves_out_non_canvit_b_checkpoints_and_limit_runs(tmp_path)
                and "3 runs" in n for n in notes)
     only_tiny, notes = sources.pick_model(df[df["extra.model"] == str(tiny)])
     assert only_tiny.empty and len(notes) == 1
+
+
+def test_policy_timestep_table_bold_per_resolution_and_timestep():
+    """The builder of Tables 6 and 7: bold = best policy per timestep within a resolution, ours and the paper's
+    each; a configuration the paper lacks reads "—" there; extra columns sit between n and the timesteps."""
+    def row(v, n=2):
+        return {"m": v, "m_lo": v - 0.01, "m_hi": v + 0.01, "n": n}
+    summ = {("a", 512, 32, 0): row(0.5), ("b", 512, 32, 0): row(0.4), ("a", 512, 32, 3): row(0.6),
+            ("b", 512, 32, 3): row(0.7), ("a", 1024, 64, 0): row(0.1, 1), ("a", 1024, 64, 3): row(float("nan"), 1)}
+    configs = [("a", 512, 32), ("b", 512, 32), ("c", 512, 32), ("a", 1024, 64)]
+    paper = {("a", 512, 32): ([50, 61], [0.1, 0.2]), ("c", 512, 32): ([51, 60], [0, 0])}
+    pend = Pending("cmd", "a GPU")
+    t = sources.policy_timestep_table(99, "test", summ, "m", configs, (0, 3), paper, lambda c: pend, ["note"],
+                                      labels={"a": "A"}, extra={"x": lambda c: c[0] * 2})
+    assert t.columns == ["Policy", "Res.", "n", "x", "t = 0", "t = 0 (paper)", "t = 3", "t = 3 (paper)"]
+    assert t.rows == [
+        ["A", "512/32²", 2, "aa", Bold("50.0 ±1.00"), "50 ±0.1", "60.0 ±1.00", Bold("61 ±0.2")],
+        ["b", "512/32²", 2, "bb", "40.0 ±1.00", "—", Bold("70.0 ±1.00"), "—"],
+        ["c", "512/32²", "—", "cc", pend, Bold("51 ±0"), pend, "60 ±0"],
+        ["A", "1024/64²", 1, "aa", Bold("10.0 ±1.00"), "—", "nan ±nan", "—"],  # NaN is never bold
+    ]
+    assert t.ours == ["t = 0", "t = 3"] and t.notes == ["note"] and t.counts() == (6, 2)
