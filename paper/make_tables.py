@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -101,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results if args.results is not None else default_results()
     if args.results is not None and not results.is_dir():  # a mistyped path; the default may not exist yet
         ap.error(f"--results {results}: " + ("not a directory" if results.exists() else "no such directory"))
+    if args.results is None and os.environ.get("CANVIT_RESULTS") and not results.is_dir():
+        print(f"make_tables: note: $CANVIT_RESULTS={results} does not exist (yet): every measured cell is pending",
+              file=sys.stderr)
+    available = set(table_modules())
+    if args.only and set(args.only) - available:
+        ap.error(f"--only {' '.join(map(str, sorted(set(args.only) - available)))}: no such table; "
+                 f"available: {' '.join(map(str, sorted(available)))}")
     ctx = Context(results=results)
     tables = build_tables(args.only, ctx)
     write_all(tables, args.out, [f for f in formats if f != "github"])

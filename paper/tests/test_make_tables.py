@@ -95,3 +95,13 @@ def test_make_tables_default_store_not_there_yet_renders_pending(tmp_path, monke
     md = (out / "tables.md").read_text()
     assert "| 6       | ADE20K mIoU (%) by policy and timestep (T = 21)       | 0          | 96        | pending  |" in md
     assert "pending [P1]" in (out / "table07.md").read_text() and not default.exists()
+
+
+def test_make_tables_env_store_missing_is_noted_and_unknown_table_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CANVIT_RESULTS", str(tmp_path / "typo"))
+    assert make_tables.main(["--out", str(tmp_path / "out"), "--quiet", "--no-figures", "--only", "4"]) == 0
+    assert f"$CANVIT_RESULTS={tmp_path / 'typo'} does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        make_tables.main(["--out", str(tmp_path / "out2"), "--only", "4", "99"])
+    assert e.value.code == 2 and "--only 99: no such table" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
