@@ -192,3 +192,38 @@ def test_hf_dataset_with_classlabel(setup):
     assert in1k.main(argv) == 0
     df = load_runs(setup / "res-hf", "in1k")
     assert df.top1.tolist() == pytest.approx([2 / 6] * 3)  # labels i % 3: two of six are class 1
+
+
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
+    """A complete key does not hide a typo in --data / --model / --probe (exit 2 naming the flag); a bad
+    --key or --device is a usage error too, not a traceback (exit 1)."""
+    from canvit_results import provenance, write_run
+
+    write_image_folder(tmp_path / "in1k" / "val", 2, num_classes=2, size=(32, 32))
+    for name in ("model", "probe"):  # the published layout (only the files' presence is checked before a skip)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    res = tmp_path / "res"
+    write_run(res, "in1k", "done", pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), provenance(config={}))
+    good = {"--model": str(tmp_path / "model"), "--probe": str(tmp_path / "probe"), "--data": str(tmp_path / "in1k"),
+            "--split": "val", "--key": "done"}
+
+    def main(**bad):
+        return in1k.main(["--policy", "c2f", "--results", str(res), "--device", "cpu"] +
+                         [x for k, v in {**good, **bad}.items() for x in (k, v)])
+
+    assert main() == 0 and "nothing to do" in capsys.readouterr().out  # the control
+    for flag, value, why in [("--data", tmp_path / "imagenet", "no such file"),
+                             ("--data", tmp_path / "empty", "no images"),
+                             ("--model", tmp_path / "mdl", "no such file"),
+                             ("--probe", tmp_path / "in1k", "is missing ['config.json', 'model.safetensors']"),
+                             ("--key", "a/b", "not a valid results name"),
+                             ("--device", "banana", "not a torch device")]:
+        with pytest.raises(SystemExit) as e:
+            main(**{flag: str(value)})
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err, (flag, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"canvit-eval in1k: error: {flag} ") and why in last, last

@@ -95,3 +95,42 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
     with pytest.raises(SystemExit):
         rec.main([*argv, "--canvas-grid", "8", "--key", "other"])
     assert "--canvas-grid 4" in capsys.readouterr().err
+
+
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
+    """A complete key does not hide a typo in --data / --model / --teacher (exit 2 naming the flag); a bad
+    --key or --device is a usage error too, not a traceback (exit 1)."""
+    from canvit_results import provenance, write_run
+
+    root = write_ade20k(tmp_path, 0, 1, size=(32, 32))
+    for name in ("model", "teacher"):  # the published layout (only the files' presence is checked before a skip)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+    (tmp_path / "dv3.pth").write_bytes(b"")  # the official DINOv3 layout: a .pth file
+    (tmp_path / "empty").mkdir()
+    res = tmp_path / "res"
+    t = pd.DataFrame({"t": [0], **{m: [0.5] for m in rec.METRICS}})
+    write_run(res, "reconstruction", "no-reads-seed0", t, provenance(config={}))
+    good = {"--model": str(tmp_path / "model"), "--preset": "no-reads", "--teacher": str(tmp_path / "teacher"),
+            "--data": str(root)}
+
+    def main(**bad):
+        return rec.main(["--results", str(res), "--device", "cpu"] +
+                        [x for k, v in {**good, **bad}.items() for x in (k, v)])
+
+    assert main() == 0 and "nothing to do" in capsys.readouterr().out  # the control
+    assert main(**{"--teacher": str(tmp_path / "dv3.pth")}) == 0
+    capsys.readouterr()
+    for flag, value, why in [("--data", tmp_path / "ADE", "no such file"),
+                             ("--data", tmp_path / "empty", "no images"),
+                             ("--model", tmp_path / "mdl", "no such file"),
+                             ("--teacher", root, "is missing ['config.json', 'model.safetensors']"),
+                             ("--key", "a b", "not a valid results name"),
+                             ("--device", "banana", "not a torch device")]:
+        with pytest.raises(SystemExit) as e:
+            main(**{flag: str(value)})
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err, (flag, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"canvit-eval reconstruction: error: {flag} ") and why in last, last

@@ -62,3 +62,26 @@ def test_eg_c2f_without_probe_is_a_clear_error(tiny, capsys):
         viz.main(["--model", str(tiny / "model"), "--image", str(tiny / "scene.png"), "--policy", "eg-c2f",
                   "--out", str(tiny / "x")])
     assert "--policy eg-c2f needs --probe" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--device", "banana"], "--device banana: not a torch device"),
+    (["--canvas-grid", "0"], "--canvas-grid must be an integer >= 1, got 0"),
+    (["--out", "FILE"], "--out 'FILE' is a file"),
+])
+def test_argument_errors_exit_2_before_any_work(tmp_path, capsys, extra, message):
+    """A bad --device / --canvas-grid / --out is a usage error (exit 2) before the model is loaded; an --out
+    that is a file used to crash at the end, after the rollout."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "scene.png")
+    (tmp_path / "f").write_text("")
+    argv = ["--model", "m", "--image", str(tmp_path / "scene.png"), "--out", str(tmp_path / "viz")]
+    argv += [str(tmp_path / "f") if a == "FILE" else a for a in extra]
+    with pytest.raises(SystemExit) as e:
+        viz.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("canvit-eval visualize: error: ")
+    assert message.replace("FILE", str(tmp_path / "f")) in line
+    assert not (tmp_path / "viz").exists()

@@ -93,3 +93,15 @@ def test_cli_module_does_not_import_torch():
     code = "import sys, canvit_results, canvit_results.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_pick_device_with_parser_is_a_usage_error(capsys):
+    """Given the parser, a bad --device exits 2 with "PROG: error: ..." (the argparse convention), no traceback."""
+    p = argparse.ArgumentParser(prog="tool")
+    with pytest.raises(SystemExit) as e:
+        pick_device("banana", parser=p)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "tool: error: --device banana: not a torch device (e.g. cpu, cuda, cuda:1, auto)"
+    assert "Traceback" not in err
+    assert pick_device("cpu", parser=p).type == "cpu"

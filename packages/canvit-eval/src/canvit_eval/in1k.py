@@ -323,7 +323,9 @@ def check_rollout_args(p: argparse.ArgumentParser, args: argparse.Namespace, pat
 _SPLIT_ALIASES = {"validation": ("val",), "val": ("validation",), "train": ("training",), "training": ("train",)}
 
 
-def open_source(p: argparse.ArgumentParser, data: str, split: str | None, labels: str | None) -> Any:
+def open_source(p: argparse.ArgumentParser, data: str, split: str | None, labels: str | None,
+                flag: str = "--data") -> Any:
+    """`data` opened with `canvit_data.open_images`; a spec that does not open is a usage error naming `flag`."""
     from canvit_data import open_images
 
     root = Path(data)
@@ -335,7 +337,7 @@ def open_source(p: argparse.ArgumentParser, data: str, split: str | None, labels
     try:
         return open_images(data, split=split, labels=labels)
     except (FileNotFoundError, ValueError) as e:
-        p.error(f"--data {data!r}: {e}")
+        p.error(f"{flag} {data!r}: {e}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,15 +358,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_rollout_args(p, args)
 
     from canvit_model import center_crop_transform
-    from canvit_results import RunExistsError, is_complete, provenance, write_run
+    from canvit_results import RunExistsError, is_complete, provenance, run_paths, write_run
+
+    from .inputs import check_checkpoint, local_path, usage_errors
 
     key = args.key or run_key(args.name or args.model, args.policy, args.scene_size, args.canvas_grid, args.seed,
                               args.limit)
+    with usage_errors(p, "--key", key):
+        run_paths(args.results, "in1k", key)
+    device = pick_device(args.device, parser=p)
+    # The input paths before a complete key is skipped (a typo must not pass as "nothing to do"): local data
+    # is opened, local checkpoints must hold their files; hub ids are checked when loaded.
+    with usage_errors(p, "--data", args.data):
+        local_data = local_path(args.data) is not None
+    source = open_source(p, args.data, args.split, "folder") if local_data else None
+    for flag, spec in (("--model", args.model), ("--probe", args.probe)):
+        if spec is not None:
+            with usage_errors(p, flag, spec):
+                check_checkpoint(spec)
     if is_complete(args.results, "in1k", key):
         print(f"in1k/{key} is complete in the results store; nothing to do")
         return 0
-    device = pick_device(args.device)
-    source = open_source(p, args.data, args.split, "folder")
+    if source is None:
+        source = open_source(p, args.data, args.split, "folder")
     try:
         clf = load_classifier(args.model, args.probe, device)
     except (OSError, ValueError) as e:

@@ -14,7 +14,8 @@ run), each runs as a fresh `python -m canvit_eval.cli SUB ...` process, and a jo
 is in the store (`canvit_results.is_complete`, same key as the writer) is skipped; an incomplete one
 (killed job: no sidecar) is run again (the subcommands themselves resume from their partial sums).
 `--worker-index I --num-workers N` takes every N-th job (a SLURM job array: I = $SLURM_ARRAY_TASK_ID).
-`--dry-run` prints the plan with an estimated GPU time per job.
+`--dry-run` prints the plan with an estimated GPU time per job. Either way the data paths are checked first
+(`check_data`): a bad --ade20k / --imagenet is a usage error (exit 2), not a failed first job.
 
 GPU-time estimates (H100, bf16) come from the inference throughput measured on an RTX 4090 (c32 about
 1,350 glimpses/s, c64 about 430; pipeline-notes §6), times H100_OVER_4090 = 1.5 (our assumption),
@@ -265,6 +266,29 @@ EXAMPLE = """examples:
   canvit-eval matrix --limit 64 --ade20k-seeds 1 --in1k-seeds 1 --reconstruction-seeds 1 ..."""
 
 
+def check_data(p: argparse.ArgumentParser, cfg: MatrixConfig, kinds: set[str]) -> None:
+    """The data the jobs of `kinds` read, checked as those jobs check it (a usage error naming --ade20k /
+    --imagenet): a local path is opened (layout, split, images), a hub id is left to the jobs; nothing is
+    downloaded, so a dry run can check too."""
+    from .ade20k.data import open_ade20k
+    from .in1k import open_source
+    from .inputs import local_path, usage_errors
+    from .reconstruction import ade20k_images
+
+    reads = [("--ade20k", cfg.ade20k)] if kinds & {"ade20k", "ade20k-dinov3", "reconstruction"} else []
+    reads += [("--imagenet", cfg.imagenet)] if "in1k" in kinds else []
+    for flag, spec in reads:
+        with usage_errors(p, flag, spec):
+            if local_path(spec) is None:
+                continue
+            if flag == "--imagenet":
+                open_source(p, spec, cfg.imagenet_split, "folder", flag=flag)
+            elif kinds & {"ade20k", "ade20k-dinov3"}:  # images + annotations
+                open_ade20k(spec, "validation")
+            else:  # reconstruction reads the validation images only
+                open_source(p, *ade20k_images(spec, "validation"), None, flag=flag)
+
+
 def _csv(choices: Sequence[str], name: str):
     def parse(v: str) -> tuple[str, ...]:
         items = tuple(x for x in v.split(",") if x)
@@ -314,15 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker_index >= args.num_workers:
         p.error(f"--worker-index must be in [0, {args.num_workers}) for --num-workers {args.num_workers}, "
                 f"got {args.worker_index}")
+    try:
+        extra = tuple(shlex.split(args.extra))
+    except ValueError as e:
+        p.error(f"--extra {args.extra!r}: {e}")
     cfg = MatrixConfig(
         model=args.model, ade20k=args.ade20k, imagenet=args.imagenet, imagenet_split=args.imagenet_split,
         in1k_probe=args.in1k_probe, finetuned=args.finetuned or None,
         results=args.results, kinds=args.only, ade20k_seeds=args.ade20k_seeds, in1k_seeds=args.in1k_seeds,
         reconstruction_seeds=args.reconstruction_seeds, ade20k_policies=args.ade20k_policies,
-        in1k_policies=args.in1k_policies, presets=args.presets, extra=tuple(shlex.split(args.extra)),
+        in1k_policies=args.in1k_policies, presets=args.presets, extra=extra,
         limit=args.limit or None,
     )
     jobs = shard(plan(cfg), args.worker_index, args.num_workers)
+    check_data(p, cfg, {j.kind for j in jobs})  # dry run or not: a bad path fails now, not in the first job
     if args.num_workers > 1:
         print(f"worker {args.worker_index} of {args.num_workers}: {len(jobs)} jobs")
     print(describe(jobs, args.results))

@@ -190,19 +190,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_rollout_args(p, args)
 
     from canvit_model import CanViTForPretraining, DINOv3, center_crop_transform
-    from canvit_results import RunExistsError, is_complete, provenance, write_run
+    from canvit_results import RunExistsError, is_complete, provenance, run_paths, write_run
+
+    from .inputs import check_checkpoint, local_path, usage_errors
 
     try:
         checkpoint, preset, key_name = resolve_model(args.model, args.preset)
     except ValueError as e:
         p.error(str(e))
     key = args.key or run_key(key_name, args.seed, args.policy, args.glimpses, args.limit)
+    with usage_errors(p, "--key", key):
+        run_paths(args.results, "reconstruction", key)
+    device = pick_device(args.device, parser=p)
+    # The input paths before a complete key is skipped (a typo must not pass as "nothing to do"): local data
+    # is opened, local checkpoints must hold their files; hub ids are checked when loaded.
+    with usage_errors(p, "--data", args.data):
+        local_data = local_path(args.data) is not None
+    data, split = ade20k_images(args.data, args.split)
+    source = open_source(p, data, split, None) if local_data else None
+    with usage_errors(p, "--model", checkpoint):
+        check_checkpoint(checkpoint)
+    with usage_errors(p, "--teacher", args.teacher):
+        check_checkpoint(args.teacher, official=True)
     if is_complete(args.results, "reconstruction", key):
         print(f"reconstruction/{key} is complete in the results store; nothing to do")
         return 0
-    device = pick_device(args.device)
-    data, split = ade20k_images(args.data, args.split)
-    source = open_source(p, data, split, None)
+    if source is None:
+        source = open_source(p, data, split, None)
     try:
         model = CanViTForPretraining.from_pretrained(checkpoint, map_location=device)
     except (OSError, ValueError) as e:

@@ -216,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--glimpses", type=int_at_least(1, "--glimpses"), default=10, help="T (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the policy's random draws")
     p.add_argument("--scene-size", type=int_at_least(1, "--scene-size"), default=512, help="scene px (default 512)")
-    p.add_argument("--canvas-grid", type=int, default=None, help="canvas grid G (default scene size / 16)")
+    p.add_argument("--canvas-grid", type=int_at_least(1, "--canvas-grid"), default=None,
+                   help="canvas grid G (default scene size / 16)")
     p.add_argument("--glimpse-px", type=int_at_least(1, "--glimpse-px"), default=128, help="glimpse px (default 128)")
     p.add_argument("--resize", choices=("squish", "crop"), default="squish",
                    help="scene: resize to a square (ADE20K protocol, default) or short side + centre crop")
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--policy eg-c2f needs --probe (it ranks tiles by the probe's predictive entropy)")
     if not Path(args.image).is_file():
         p.error(f"--image {args.image!r} is not a file")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out!r} is a file; expected a directory")
 
     from canvit_data import ImageDecodeError, decode_image
     from canvit_model import (
@@ -247,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from canvit_results import provenance
 
-    device = pick_device(args.device)
+    device = pick_device(args.device, parser=p)
     try:
         image = decode_image(Path(args.image), args.image)
     except ImageDecodeError as e:

@@ -3,8 +3,9 @@
 - `dispatch`: each subcommand lives in its own module with `main(argv) -> int`; the dispatcher imports only
   the one that runs, so `--help` stays fast and one subcommand's heavy imports never slow another.
 - `int_at_least`, `float_in`: argparse `type=` validators whose errors name the argument and the valid range.
-- `pick_device`: the `--device` flag's meaning (default / "auto": cuda if available, else cpu). Imports torch
-  lazily, so this module (and `canvit_results`) stays importable without it.
+- `pick_device`: the `--device` flag's meaning (default / "auto": cuda if available, else cpu); given the
+  parser, a bad name is a usage error (exit 2). Imports torch lazily, so this module (and `canvit_results`)
+  stays importable without it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     import torch
@@ -87,20 +88,27 @@ def float_in(lo: float, hi: float, name: str | None = None, *, lo_open: bool = F
     return parse
 
 
-def pick_device(name: str | None, flag: str = "--device") -> torch.device:
+def pick_device(name: str | None, flag: str = "--device", parser: argparse.ArgumentParser | None = None
+                ) -> torch.device:
     """The torch device a `--device NAME` flag asks for. None or "auto": cuda if available, else cpu.
 
     A name torch does not know, or cuda on a machine without it, exits with one line naming `flag`
-    (SystemExit, no traceback) instead of failing deep inside the first `.to(device)`.
+    (SystemExit, no traceback) instead of failing deep inside the first `.to(device)`; with `parser`, through
+    `parser.error` (usage, "PROG: error: ...", exit status 2).
     """
     import torch
+
+    def fail(msg: str) -> NoReturn:
+        if parser is not None:
+            parser.error(msg)
+        raise SystemExit(msg)
 
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise SystemExit(f"{flag} {name}: not a torch device (e.g. cpu, cuda, cuda:1, auto)") from None
+        fail(f"{flag} {name}: not a torch device (e.g. cpu, cuda, cuda:1, auto)")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"{flag} {name}: CUDA is not available on this machine (use {flag} cpu)")
+        fail(f"{flag} {name}: CUDA is not available on this machine (use {flag} cpu)")
     return dev

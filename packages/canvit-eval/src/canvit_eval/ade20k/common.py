@@ -57,30 +57,30 @@ def load_canvit(spec: str, device: torch.device) -> CanViTForPretraining:
 def load_dinov3(spec: str | None, backbone: str, device: torch.device) -> DINOv3:
     model = DINOv3.from_pretrained(spec or DINOV3_HUB.format(backbone=backbone), map_location=device).eval()
     if model.cfg.dim != BACKBONES[backbone].dim or model.cfg.depth != BACKBONES[backbone].depth:
-        raise SystemExit(f"--model {spec} is not a DINOv3 {backbone} (dim {model.cfg.dim}, depth {model.cfg.depth})")
+        raise ValueError(f"not a DINOv3 {backbone} (dim {model.cfg.dim}, depth {model.cfg.depth})")
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
-def check_backbone_args(args: argparse.Namespace) -> bool:
-    """--dinov3 SIZE needs --input-px; a CanViT run needs --model. True for a DINOv3 run."""
+def check_backbone_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """--dinov3 SIZE needs --input-px; a CanViT run needs --model (usage errors). True for a DINOv3 run."""
     dinov3 = args.dinov3 is not None
     if dinov3 and args.input_px is None:
-        raise SystemExit("--dinov3 needs --input-px PX (e.g. 160 or 512)")
+        parser.error("--dinov3 needs --input-px PX (e.g. 160 or 512)")
     if not dinov3 and args.model is None:
-        raise SystemExit("--model is required (a CanViT hub id or directory)")
+        parser.error("--model is required (a CanViT hub id or directory)")
     return dinov3
 
 
-def check_patch_multiple(model, args: argparse.Namespace, dinov3: bool) -> None:
+def check_patch_multiple(parser: argparse.ArgumentParser, model, args: argparse.Namespace, dinov3: bool) -> None:
     """--glimpse-px (CanViT) / --input-px (DINOv3) must be a positive multiple of the model's patch size."""
     if dinov3:
         p, flag, v = model.cfg.patch_size, "--input-px", args.input_px
     else:
         p, flag, v = model.canvit.patch_size, "--glimpse-px", args.glimpse_px
     if v % p:
-        raise SystemExit(f"{flag} must be a multiple of the model's patch size {p} px, got {v}")
+        parser.error(f"{flag} must be a multiple of the model's patch size {p} px, got {v}")
 
 
 def dinov3_feature_grid(model: DINOv3, scenes: torch.Tensor, input_px: int, amp: bool) -> torch.Tensor:

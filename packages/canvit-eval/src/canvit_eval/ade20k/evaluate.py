@@ -15,6 +15,7 @@ partial state under RESULTS/.partial/ (same key and configuration); finished run
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -29,8 +30,9 @@ from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
 from canvit_model.hub import write_safetensors
-from canvit_results import atomic_path, is_complete, provenance, results_root, write_run
+from canvit_results import atomic_path, is_complete, provenance, results_root, run_paths, write_run
 
+from ..inputs import check_checkpoint, local_path
 from ..policies import DETERMINISTIC, POLICY_NAMES
 from canvit_results.cli import pick_device
 
@@ -101,10 +103,11 @@ def _dataloader(ds, start: int, batch_size: int, workers: int, device: torch.dev
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     t0 = time.time()
-    dinov3 = check_backbone_args(args)
-    device = pick_device(args.device)
+    dinov3 = check_backbone_args(parser, args)
+    device = pick_device(args.device, parser=parser)
     amp = args.amp and device.type == "cuda"
     batch_size = args.batch_size or (32 if args.canvas_grid <= 32 else 8)
     root = results_root(args.results)
@@ -119,29 +122,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_glimpses = args.glimpses
     if args.limit is not None:
         key += f"-limit{args.limit}"
+    try:
+        run_paths(root, kind, key)
+    except ValueError as e:  # only --name reaches the key unsanitized
+        parser.error(f"--name {args.name!r}: {e}")
+
+    # The input paths first (local data opened, local checkpoints' files present): a typo must not pass as
+    # "already complete". Hub ids are checked when loaded.
+    prog = parser.prog
+    open_data = functools.partial(open_ade20k, args.data, args.split, image_column=args.image_column,
+                                  mask_column=args.mask_column)
+    with bad_input(prog, "--data", args.data):
+        pairs = open_data() if local_path(args.data) is not None else None
+    with bad_input(prog, "--probe", args.probe):
+        check_checkpoint(args.probe)
+    if args.model is not None:
+        with bad_input(prog, "--model", args.model):
+            check_checkpoint(args.model, official=dinov3)
     if is_complete(root, kind, key):
         print(f"{kind}/{key} is already complete in {root}; nothing to do")
         return 0
 
-    prog = "canvit-eval ade20k"
-    with bad_input(prog, "--data", args.data):
-        pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
+    if pairs is None:
+        with bad_input(prog, "--data", args.data):
+            pairs = open_data()
     ds = EvalSet(pairs, args.scene_size, limit=args.limit)
     with bad_input(prog, "--probe", args.probe):
         probe = SegmentationProbe.from_pretrained(args.probe, map_location=device).eval()
     num_classes = args.num_classes or probe.num_classes
     if probe.num_classes != num_classes:
-        raise SystemExit(f"--num-classes {num_classes} but the probe predicts {probe.num_classes} classes")
+        parser.error(f"--num-classes {num_classes} but the probe predicts {probe.num_classes} classes")
     if dinov3:
         with bad_input(prog, "--model", args.model):
             model = load_dinov3(args.model, args.dinov3, device)
         if probe.config.use_ln or probe.config.embed_dim != model.cfg.dim:
-            raise SystemExit(f"--probe {args.probe} is not a DINOv3 {args.dinov3} feature probe "
-                             f"(use_ln={probe.config.use_ln}, embed_dim={probe.config.embed_dim})")
+            parser.error(f"--probe {args.probe} is not a DINOv3 {args.dinov3} feature probe "
+                         f"(use_ln={probe.config.use_ln}, embed_dim={probe.config.embed_dim})")
     else:
         with bad_input(prog, "--model", args.model):
             model = load_canvit(args.model, device)
-    check_patch_multiple(model, args, dinov3)
+    check_patch_multiple(parser, model, args, dinov3)
 
     config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
     config.update(batch_size=batch_size, amp_effective=amp, num_images=len(ds), resize="squish bilinear / PIL-nearest",

@@ -24,6 +24,7 @@ selects on the split the tables report).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from canvit_model.hub import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from canvit_results import atomic_path, provenance
 
+from ..inputs import check_checkpoint, local_path
 from ..policies import make_policy
 from ..rollout import rollout
 from canvit_results.cli import float_in, pick_device
@@ -158,7 +160,7 @@ def load_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if json.loads(meta.get("config", "null")) != json.loads(json.dumps(config, sort_keys=True)):
-        raise SystemExit(f"{path} was written by a different configuration; use another --out or delete it")
+        raise ValueError(f"{path.name} was written by a different configuration; use another --out or delete it")
     tensors = load_file(str(path))
     probe.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("probe.")})
     sd = opt.state_dict()
@@ -174,25 +176,48 @@ def load_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     t0 = time.time()
-    dinov3 = check_backbone_args(args)
+    dinov3 = check_backbone_args(parser, args)
     if args.lr <= 0 or args.weight_decay < 0 or not 0 < args.warmup_start <= 1:
-        raise SystemExit("--lr must be > 0, --weight-decay >= 0 and --warmup-start in (0, 1]")
+        parser.error("--lr must be > 0, --weight-decay >= 0 and --warmup-start in (0, 1]")
     if args.select == "best-val" and not args.val_every:
-        raise SystemExit("--select best-val needs --val-every N (e.g. 500)")
+        parser.error("--select best-val needs --val-every N (e.g. 500)")
     out = Path(args.out)
-    if (out / "probe" / "config.json").is_file():
-        print(f"{out / 'probe'} is complete; nothing to do (delete it to retrain)")
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(args.device)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {args.out!r} is a file; expected a directory")
+    device = pick_device(args.device, parser=parser)
     amp = args.amp and device.type == "cuda"
     config = _config(args)
 
-    prog = "canvit-eval train-probe"
+    # Every input is checked before a complete probe is skipped and before --out is created: bad input
+    # leaves nothing behind. Local data is opened now; hub ids are checked when loaded.
+    prog = parser.prog
+    val_data = args.val_data or args.data
+    open_train = functools.partial(open_ade20k, args.data, args.split, image_column=args.image_column,
+                                   mask_column=args.mask_column)
+    open_val = functools.partial(open_ade20k, val_data, args.val_split, image_column=args.image_column,
+                                 mask_column=args.mask_column)
     with bad_input(prog, "--data", args.data):
-        pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
+        pairs = open_train() if local_path(args.data) is not None else None
+    val_pairs = None
+    if args.val_every:
+        with bad_input(prog, "--val-data", val_data):
+            val_pairs = open_val() if local_path(val_data) is not None else None
+    if args.model is not None:
+        with bad_input(prog, "--model", args.model):
+            check_checkpoint(args.model, official=dinov3)
+    if (out / "probe" / "config.json").is_file():
+        print(f"{out / 'probe'} is complete; nothing to do (delete it to retrain)")
+        return 0
+
+    if pairs is None:
+        with bad_input(prog, "--data", args.data):
+            pairs = open_train()
+    if args.val_every and val_pairs is None:
+        with bad_input(prog, "--val-data", val_data):
+            val_pairs = open_val()
     train = TrainSet(pairs, args.scene_size, args.seed, photometric=args.photometric)
     if dinov3:
         with bad_input(prog, "--model", args.model):
@@ -202,22 +227,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         with bad_input(prog, "--model", args.model):
             model = load_canvit(args.model, device)
         embed_dim, use_ln = model.canvit.canvas_dim, True
-    check_patch_multiple(model, args, dinov3)
+    check_patch_multiple(parser, model, args, dinov3)
     torch.manual_seed(args.seed)
     probe = SegmentationProbe(embed_dim, args.num_classes, dropout=args.dropout, use_ln=use_ln).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start, best = 0, None
     if (out / STATE_NAME).is_file():
-        start, best = load_state(out, probe, opt, config)
+        try:
+            start, best = load_state(out, probe, opt, config)
+        except ValueError as e:
+            parser.error(f"--out {args.out!r}: {e}")
         print(f"resuming {out} at step {start}")
 
     val_loader = None
-    if args.val_every:
-        with bad_input(prog, "--val-data", args.val_data or args.data):
-            val_pairs = open_ade20k(args.val_data or args.data, args.val_split, image_column=args.image_column,
-                                    mask_column=args.mask_column)
+    if val_pairs is not None:
         val_loader = DataLoader(EvalSet(val_pairs, args.scene_size, limit=args.val_limit),
                                 batch_size=args.val_batch_size or args.batch_size, num_workers=0)
+    out.mkdir(parents=True, exist_ok=True)
 
     def validate() -> float:
         cm = ConfusionMatrix(args.num_classes, streams=1 if dinov3 else args.val_glimpses, device=device)
