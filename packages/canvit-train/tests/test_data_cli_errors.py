@@ -54,3 +54,22 @@ def test_list_presets_says_smoke_is_a_tiny_model(capsys):
     assert main(["--list-presets"]) == 0
     lines = {ln.split(":")[0]: ln for ln in capsys.readouterr().out.splitlines()}
     assert "backbone test-tiny" in lines["smoke"] and "model canvitb16," in lines["canvit-b"]
+
+
+@pytest.mark.parametrize("command", ["export", "benchmark", "pretrain"])
+def test_a_bad_device_is_a_usage_error_before_any_work(command, tmp_path, capsys):
+    """`--device` is checked right after parsing: exit 2, one line naming the flag (not after the teacher loads)."""
+    from canvit_train.data import export
+    from canvit_train.pretrain import benchmark
+    from canvit_train.pretrain import cli as pretrain_cli
+
+    main, args = {
+        "export": (export.main, ["--scenes", str(tmp_path), "--out", str(tmp_path / "out")]),
+        "benchmark": (benchmark.main, ["--preset", "smoke", "--batch-size", "2"]),
+        "pretrain": (pretrain_cli.main, ["--preset", "smoke", "--run-dir", str(tmp_path / "run")]),
+    }[command]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--device", "tpu:7"])
+    assert e.value.code == 2
+    assert "error: --device tpu:7: not a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()

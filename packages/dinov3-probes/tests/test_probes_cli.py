@@ -41,3 +41,20 @@ def test_missing_paths_name_their_flag(tmp_path, capsys, argv, flag):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dinov3-probes: error: {flag} '{tmp_path / 'NONE'}': ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["extract", "export", "evaluate"])
+def test_a_bad_device_is_a_usage_error(command, tmp_path, capsys):
+    from dinov3_probes import evaluate, export, extract
+
+    main, args = {
+        "extract": (extract.main, ["--model", "facebook/x", "--data", str(tmp_path), "--split", "val",
+                                   "--out", str(tmp_path / "out")]),
+        "export": (export.main, ["--study", "sqlite:///" + str(tmp_path / "s.db"), "--features", str(tmp_path),
+                                 "--out", str(tmp_path / "out")]),
+        "evaluate": (evaluate.main, ["--probe", str(tmp_path), "--features", str(tmp_path)]),
+    }[command]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--device", "tpu:7"])
+    assert e.value.code == 2 and "--device tpu:7: not a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -26,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from canvit_results.cli import pick_device
+
+    device = pick_device(args.device, parser=parser)
 
     from .extract import named
     from .features import load_split
@@ -45,7 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     real = val.real
     if args.real_labels:
         real = align_real_labels(read_real_json(args.real_labels, probe.out_features), fs.keys, source=args.real_labels)
-    device = pick_device(args.device)
     loss = args.loss or (cfg.get("trial_params") or {}).get("objective") or "softmax"
     metrics = evaluate(probe.to(device), fs.to(device), loss, real_tensor(real, device) if real is not None else None)
     print(json.dumps({"probe": str(args.probe), "images": fs.x.shape[0], "loss_kind": loss, **metrics}, indent=1))

@@ -91,18 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import optuna
     import pandas as pd
     import torch
 
     from canvit_results import is_complete, provenance, results_root, write_run
+    from canvit_results.cli import pick_device
 
     from .data import load_probe_data
-    from canvit_results.cli import pick_device
     from .probe import save_probe
     from .train import ProbeParams, Schedule, fit
     from .tune import TuneConfig, features_meta, open_storage
+
+    device = pick_device(args.device, parser=parser)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -137,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_results and is_complete(root, "dinov3-probes", key):
         raise SystemExit(f"{root}/dinov3-probes/{key} is already a complete result (results are never overwritten): "
                          "remove it, pass --no-results, or export under another --study")
-    device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     print(f"retraining trial {trial.number} (selection value {trial.value:.4f}): {params}")

@@ -213,7 +213,9 @@ def named(flag: str, value: object) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    device = pick_device(args.device, parser=parser)
     if args.resolution < 16 or args.resolution % 16:
         raise SystemExit(f"--resolution {args.resolution}: must be a positive multiple of 16 (the patch size)")
     if args.split == "train" and args.real_labels:
@@ -227,7 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     with named("--data", args.data):
         source = open_images(args.data, split=args.data_split or args.split, labels="folder",
                              image_column=args.image_column, label_column=args.label_column)
-    device = pick_device(args.device)
     with named("--model", args.model):
         model = DINOv3.from_pretrained(args.model).to(device).eval()
     out = Path(args.out)

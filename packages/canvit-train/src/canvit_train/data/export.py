@@ -474,7 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from canvit_results.cli import pick_device
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    pick_device(args.device, parser=ap)  # a bad --device fails now, not after the teacher has loaded
     try:
         cfg = ExportConfig(
             teacher=args.teacher,

@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.recompute < 0:
         ap.error(f"--recompute={args.recompute} must be >= 0")
+    if args.recompute:
+        from canvit_results.cli import pick_device
+
+        pick_device(args.device, parser=ap)
     rep = verify_features(
         args.dir,
         checksum=not args.no_checksum,

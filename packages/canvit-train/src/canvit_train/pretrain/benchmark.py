@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = pick_device(args.device, parser=ap)
     cfg = PRESETS[args.preset].replace(batch_size=args.batch_size)
     amp = args.amp or (cfg.amp if device.type == "cuda" else "fp32")
     teacher_dim = 768 if cfg.teacher != "tiny-random" else 32

@@ -118,7 +118,8 @@ def _err(msg: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.list_presets:
         for name, c in PRESETS.items():
             model = c.model_preset
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .trainer import init_distributed, run_device
 
-    d = init_distributed(pick_device(args.device).type)
+    d = init_distributed(pick_device(args.device, parser=parser).type)
     device = run_device(args.device, d)
     try:
         data = build_data(args, cfg, run_dir, device, rank=d.rank)
