@@ -105,3 +105,19 @@ def test_pick_device_with_parser_is_a_usage_error(capsys):
     assert err.splitlines()[-1] == "tool: error: --device banana: not a torch device (e.g. cpu, cuda, cuda:1, auto)"
     assert "Traceback" not in err
     assert pick_device("cpu", parser=p).type == "cpu"
+
+
+def test_store_dir_refuses_a_file_at_parse_time(tmp_path, capsys):
+    import argparse
+
+    import pytest
+    from canvit_results.cli import store_dir
+
+    ap = argparse.ArgumentParser(prog="tool")
+    ap.add_argument("--results", type=store_dir)
+    (tmp_path / "f.csv").write_text("x")
+    assert ap.parse_args(["--results", str(tmp_path)]).results == str(tmp_path)
+    assert ap.parse_args(["--results", str(tmp_path / "new")]).results == str(tmp_path / "new")  # made later
+    with pytest.raises(SystemExit) as e:
+        ap.parse_args(["--results", str(tmp_path / "f.csv")])
+    assert e.value.code == 2 and "argument --results: " in capsys.readouterr().err

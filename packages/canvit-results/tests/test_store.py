@@ -127,3 +127,4 @@ def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["probe.safetensors"]
+

@@ -73,3 +73,12 @@ def test_a_bad_device_is_a_usage_error_before_any_work(command, tmp_path, capsys
     assert e.value.code == 2
     assert "error: --device tpu:7: not a torch device" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_results_naming_a_file_is_a_usage_error(tmp_path, capsys):
+    from canvit_train.pretrain import cli as pretrain_cli
+
+    (tmp_path / "store").write_text("")
+    with pytest.raises(SystemExit) as e:
+        pretrain_cli.main(["--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--results", str(tmp_path / "store")])
+    assert e.value.code == 2 and "--results: " in capsys.readouterr().err and not (tmp_path / "run").exists()

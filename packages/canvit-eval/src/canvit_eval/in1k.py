@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from canvit_results import atomic_path, atomic_write_text
-from canvit_results.cli import int_at_least, pick_device
+from canvit_results.cli import int_at_least, pick_device, store_dir
 
 EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
   canvit-eval in1k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
@@ -299,7 +299,7 @@ def add_rollout_args(p: argparse.ArgumentParser, *, policy: str | None, glimpses
     p.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), default=batch, help=f"scenes per batch (default {batch})")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast for the model on CUDA (heads and probes always fp32; default on)")
-    p.add_argument("--results", default=None, help="results store root (default $CANVIT_RESULTS or results/)")
+    p.add_argument("--results", type=store_dir, default=None, help="results store root (default $CANVIT_RESULTS or results/)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     p.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="data loader processes (decoding, resizing; default min(8, CPUs))")

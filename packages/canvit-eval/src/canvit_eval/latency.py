@@ -401,6 +401,8 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canvit_results.cli import store_dir
+
     ap = argparse.ArgumentParser(
         prog="canvit-latency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--glimpse-px", type=int, default=128,
                     help="CanViT glimpse side in px, a multiple of 16 (default: 128)")
     ap.add_argument("--seed", type=int, default=42, help="weights, inputs and the order of configurations")
-    ap.add_argument("--results", type=Path, default=None, metavar="DIR",
+    ap.add_argument("--results", type=lambda v: Path(store_dir(v)), default=None, metavar="DIR",
                     help="results store root (default: $CANVIT_RESULTS or results/); the run is kind 'latency'")
     ap.add_argument("--key", default=None,
                     help="run key in the results store (default: <host>-<date>); re-use it to resume")

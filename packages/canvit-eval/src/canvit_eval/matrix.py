@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from canvit_results.cli import int_at_least
+from canvit_results.cli import int_at_least, store_dir
 
 from .in1k import run_key as in1k_key
 from .reconstruction import run_key as reconstruction_key
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--finetuned", default=FINETUNED, help=f"fine-tuned classifier also run on IN1k ('' to skip; "
                    f"default {FINETUNED})")
     p.add_argument("--imagenet-split", default="val", help="split / sub-folder of --imagenet (default val)")
-    p.add_argument("--results", default=None, help="results store (default $CANVIT_RESULTS or results/)")
+    p.add_argument("--results", type=store_dir, default=None, help="results store (default $CANVIT_RESULTS or results/)")
     p.add_argument("--only", type=_csv(KINDS, "--only"), default=KINDS, help=f"comma-separated kinds ({', '.join(KINDS)})")
     p.add_argument("--ade20k-policies", type=_csv(ADE20K_POLICIES, "--ade20k-policies"), default=ADE20K_POLICIES)
     p.add_argument("--in1k-policies", type=_csv(IN1K_POLICIES, "--in1k-policies"), default=IN1K_POLICIES)

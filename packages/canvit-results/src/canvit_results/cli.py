@@ -2,7 +2,8 @@
 
 - `dispatch`: each subcommand lives in its own module with `main(argv) -> int`; the dispatcher imports only
   the one that runs, so `--help` stays fast and one subcommand's heavy imports never slow another.
-- `int_at_least`, `float_in`: argparse `type=` validators whose errors name the argument and the valid range.
+- `int_at_least`, `float_in`, `store_dir`: argparse `type=` validators whose errors name the argument and the
+  valid range (or what is wrong).
 - `pick_device`: the `--device` flag's meaning (default / "auto": cuda if available, else cpu); given the
   parser, a bad name is a usage error (exit 2). Imports torch lazily, so this module (and `canvit_results`)
   stays importable without it.
@@ -42,6 +43,18 @@ def dispatch(prog: str, description: str, commands: Mapping[str, tuple[str, str]
         return 2
     module = importlib.import_module(commands[name][0])
     return int(module.main(rest) or 0)
+
+
+def store_dir(v: str) -> str:
+    """argparse `type=` of a `--results DIR` flag: a results store that exists as a folder or will be made.
+
+    A path naming a file is refused at once (else a long job fails at its first write).
+    """
+    import os
+
+    if v and os.path.exists(v) and not os.path.isdir(v):
+        raise argparse.ArgumentTypeError(f"{v!r} is a file, not a results store folder")
+    return v
 
 
 def int_at_least(lo: int, name: str | None = None) -> Callable[[str], int]:

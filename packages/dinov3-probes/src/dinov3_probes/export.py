@@ -76,6 +76,8 @@ def results_extra(*, backbone: str, study: str, cfg: Any, params: Any, aug_epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canvit_results.cli import store_dir
+
     p = argparse.ArgumentParser(prog="dinov3-probes export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///FEATURES/optuna.db)")
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="the features the study was tuned on")
     p.add_argument("--out", required=True, help="probe directory to write (config.json + model.safetensors)")
     p.add_argument("--trial", type=int, default=None, help="export this trial number instead of the best")
-    p.add_argument("--results", default=None, help="results store root (default results/ or $CANVIT_RESULTS)")
+    p.add_argument("--results", type=store_dir, default=None, help="results store root (default results/ or $CANVIT_RESULTS)")
     p.add_argument("--no-results", action="store_true", help="do not write to the results store")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)

@@ -34,7 +34,7 @@ from canvit_results import atomic_path, is_complete, provenance, results_root, r
 
 from ..inputs import check_checkpoint, local_path
 from ..policies import DETERMINISTIC, POLICY_NAMES
-from canvit_results.cli import pick_device
+from canvit_results.cli import pick_device, store_dir
 
 from .common import (
     check_backbone_args,
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=positive_int, default=None, help="classes (default: the probe's, 150 for ADE20K)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images (smoke runs)")
     p.add_argument("--name", default=None, help="model name in the results key (default: last part of --model)")
-    p.add_argument("--results", default=None, help="results store (default results/ or $CANVIT_RESULTS)")
+    p.add_argument("--results", type=store_dir, default=None, help="results store (default results/ or $CANVIT_RESULTS)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     p.add_argument("--num-workers", type=nonneg_int, default=None, help="data loader workers (default min(8, CPUs))")
     p.add_argument("--checkpoint-every", type=positive_int, default=10, help="batches between partial-state saves")

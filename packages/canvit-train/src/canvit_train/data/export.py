@@ -437,6 +437,8 @@ EXAMPLE = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canvit_results.cli import store_dir
+
     ap = argparse.ArgumentParser(
         prog="canvit-train export-teacher-features",
         description=__doc__.split("\n\n")[0],
@@ -467,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--worker-index", type=int, default=None, help="this process's index (default $RANK or 0)")
     ap.add_argument("--loader-workers", type=int, default=4, help="image-decoding processes per export process")
-    ap.add_argument("--results", default="results", help="results store for the export's provenance ('' to skip)")
+    ap.add_argument("--results", type=store_dir, default="results", help="results store for the export's provenance ('' to skip)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print image count and storage estimate, then exit")
     return ap

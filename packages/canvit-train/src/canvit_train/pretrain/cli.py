@@ -42,6 +42,8 @@ def _flag(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canvit_results.cli import store_dir
+
     p = argparse.ArgumentParser(
         prog="pretrain",
         description="CanViT passive-to-active dense latent distillation (paper §5, Appendices D-E). "
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="complete checkpoints kept (default 3)")
     run.add_argument("--export-final", action="store_true", help="export the newest checkpoint of --run-dir to RUN_DIR/final "
                      "(save_pretrained) and exit")
-    run.add_argument("--results", metavar="DIR", help="results store root (default $CANVIT_RESULTS or results/)")
+    run.add_argument("--results", type=store_dir, metavar="DIR", help="results store root (default $CANVIT_RESULTS or results/)")
     run.add_argument("--no-results", action="store_true", help="do not write the loss curves to the results store")
     run.add_argument("--run-name", help="results store key (default: the run directory's name)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
