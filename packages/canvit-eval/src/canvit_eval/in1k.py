@@ -292,7 +292,7 @@ def add_rollout_args(p: argparse.ArgumentParser, *, policy: str | None, glimpses
     else:
         p.add_argument("--policy", default=policy, choices=POLICIES, help=f"viewing policy (default {policy})")
     p.add_argument("--glimpses", type=int_at_least(1, "--glimpses"), default=glimpses, help=f"T (default {glimpses})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the policy's random draws (default 0)")
+    p.add_argument("--seed", type=int_at_least(0, "--seed"), default=0, help="seed of the policy's random draws (default 0)")
     p.add_argument("--scene-size", type=int_at_least(1, "--scene-size"), default=scene, help=f"scene px (default {scene})")
     p.add_argument("--canvas-grid", type=int_at_least(1, "--canvas-grid"), default=grid, help=f"canvas grid G (default {grid})")
     p.add_argument("--glimpse-px", type=int_at_least(1, "--glimpse-px"), default=128, help="glimpse px (default 128)")

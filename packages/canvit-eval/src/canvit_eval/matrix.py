@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ade20k-seeds", type=int_at_least(0, "--ade20k-seeds"), default=10, help="runs per stochastic ADE20K policy (10)")
     p.add_argument("--in1k-seeds", type=int_at_least(0, "--in1k-seeds"), default=5, help="runs per stochastic IN1k policy (5)")
     p.add_argument("--reconstruction-seeds", type=int_at_least(0, "--reconstruction-seeds"), default=5, help="runs per checkpoint (5)")
-    p.add_argument("--limit", type=int_at_least(0, "--limit"), default=None, help="smoke runs on the first N images (keys get -limitN)")
+    p.add_argument("--limit", type=int_at_least(1, "--limit"), default=None, help="smoke runs on the first N images (keys get -limitN; default: all)")
     p.add_argument("--extra", default="", help="extra arguments appended to every job, e.g. \"--batch-size 16\"")
     p.add_argument("--worker-index", type=int_at_least(0, "--worker-index"), default=0, help="this worker's index (job array)")
     p.add_argument("--num-workers", type=int_at_least(0, "--num-workers"), default=1, help="workers sharing the plan")
