@@ -41,3 +41,20 @@ def make_tiny_canvit():
 def tiny_canvit(monkeypatch, make_tiny_canvit) -> CanViTForPretraining:
     """The default tiny CanViT (backbone "test-tiny" overridden to dim 32 for this test, teacher_dim 16)."""
     return make_tiny_canvit(monkeypatch)
+
+
+@pytest.fixture
+def expect_usage_errors(capsys):
+    """`check(main, prog, cases)`: for each (flag, value, why), `main(**{flag: str(value)})` exits 2 without a
+    traceback, and its last stderr line is "PROG: error: FLAG ..." containing `why`."""
+
+    def check(main, prog: str, cases) -> None:
+        for flag, value, why in cases:
+            with pytest.raises(SystemExit) as e:
+                main(**{flag: str(value)})
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and "Traceback" not in err, (flag, err)
+            last = err.strip().splitlines()[-1]
+            assert last.startswith(f"{prog}: error: {flag} ") and why in last, last
+
+    return check

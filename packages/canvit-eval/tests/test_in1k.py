@@ -194,7 +194,7 @@ def test_hf_dataset_with_classlabel(setup):
     assert df.top1.tolist() == pytest.approx([2 / 6] * 3)  # labels i % 3: two of six are class 1
 
 
-def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors):
     """A complete key does not hide a typo in --data / --model / --probe (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
     from canvit_results import provenance, write_run
@@ -215,15 +215,10 @@ def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
                          [x for k, v in {**good, **bad}.items() for x in (k, v)])
 
     assert main() == 0 and "nothing to do" in capsys.readouterr().out  # the control
-    for flag, value, why in [("--data", tmp_path / "imagenet", "no such file"),
-                             ("--data", tmp_path / "empty", "no images"),
-                             ("--model", tmp_path / "mdl", "no such file"),
-                             ("--probe", tmp_path / "in1k", "is missing ['config.json', 'model.safetensors']"),
-                             ("--key", "a/b", "not a valid results name"),
-                             ("--device", "banana", "not a torch device")]:
-        with pytest.raises(SystemExit) as e:
-            main(**{flag: str(value)})
-        err = capsys.readouterr().err
-        assert e.value.code == 2 and "Traceback" not in err, (flag, err)
-        last = err.strip().splitlines()[-1]
-        assert last.startswith(f"canvit-eval in1k: error: {flag} ") and why in last, last
+    expect_usage_errors(main, "canvit-eval in1k", [
+        ("--data", tmp_path / "imagenet", "no such file"),
+        ("--data", tmp_path / "empty", "no images"),
+        ("--model", tmp_path / "mdl", "no such file"),
+        ("--probe", tmp_path / "in1k", "is missing ['config.json', 'model.safetensors']"),
+        ("--key", "a/b", "not a valid results name"),
+        ("--device", "banana", "not a torch device")])

@@ -97,7 +97,7 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
     assert "--canvas-grid 4" in capsys.readouterr().err
 
 
-def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors):
     """A complete key does not hide a typo in --data / --model / --teacher (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
     from canvit_results import provenance, write_run
@@ -122,15 +122,10 @@ def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys):
     assert main() == 0 and "nothing to do" in capsys.readouterr().out  # the control
     assert main(**{"--teacher": str(tmp_path / "dv3.pth")}) == 0
     capsys.readouterr()
-    for flag, value, why in [("--data", tmp_path / "ADE", "no such file"),
-                             ("--data", tmp_path / "empty", "no images"),
-                             ("--model", tmp_path / "mdl", "no such file"),
-                             ("--teacher", root, "is missing ['config.json', 'model.safetensors']"),
-                             ("--key", "a b", "not a valid results name"),
-                             ("--device", "banana", "not a torch device")]:
-        with pytest.raises(SystemExit) as e:
-            main(**{flag: str(value)})
-        err = capsys.readouterr().err
-        assert e.value.code == 2 and "Traceback" not in err, (flag, err)
-        last = err.strip().splitlines()[-1]
-        assert last.startswith(f"canvit-eval reconstruction: error: {flag} ") and why in last, last
+    expect_usage_errors(main, "canvit-eval reconstruction", [
+        ("--data", tmp_path / "ADE", "no such file"),
+        ("--data", tmp_path / "empty", "no images"),
+        ("--model", tmp_path / "mdl", "no such file"),
+        ("--teacher", root, "is missing ['config.json', 'model.safetensors']"),
+        ("--key", "a b", "not a valid results name"),
+        ("--device", "banana", "not a torch device")])
