@@ -29,7 +29,8 @@ def build(ctx: Context | None = None) -> list[Table]:
     df, model_notes = sources.pick_model(sources.runs(ctx, "in1k", META))
     summ = sources.summary(df, BY, ["top1"])
     paper = {(p, SCENE, GRID): v for p, v in PAPER.items()}
-    configs = list(paper) + sorted({k[:3] for k in summ} - set(paper), key=lambda k: (k[1], k[2], k[0]))
+    order = list(paper) + sorted({k[:3] for k in summ} - set(paper), key=lambda k: (k[1], k[2], k[0]))
+    configs = sorted(order, key=lambda k: ((k[1], k[2]), order.index(k)))  # grouped by resolution, as Table 6
     notes = [
         f"Ours: the `in1k` runs in {ctx.where} (T = 21 glimpses; recurrent CLS -> destandardized -> DINOv3 "
         "ViT-B/16 IN1k probe); cells = top-1 mean x100 ± half-width of the 95% percentile-bootstrap CI over "

@@ -158,6 +158,19 @@ def test_table07_in1k(tables):
     assert t7.counts() == (2 * 9, 2 * 9)
 
 
+def test_table07_rows_beyond_the_paper_are_grouped_by_resolution(tmp_path):
+    """Runs at other resolutions / other policies get rows of their own, each beside its resolution's rows."""
+    ts = list(range(21))
+    for policy, scene, grid in [("c2f", 512, 32), ("c2f", 256, 16), ("eg-c2f", 512, 32), ("f-iid", 1024, 64)]:
+        _write(tmp_path, "in1k", f"canvitb16-{policy}-s{scene}-c{grid}-seed0", {"t": ts, "top1": [0.7] * 21},
+               model=FLAGSHIP, policy=policy, scene_size=scene, canvas_grid=grid, seed=0)
+    (t7,) = make_tables.build_tables([7], Context(results=tmp_path))
+    order = [(r["Policy"], r["Res."]) for _, r in t7.df.iterrows()]
+    assert [res for _, res in order] == ["256/16²"] + ["512/32²"] * 5 + ["1024/64²"]
+    assert order[1:5] == [(p, "512/32²") for p in ("C2F (naive)", "F2C", "F-IID", "R-IID")]  # the paper's rows first
+    assert order[5][0] != "C2F (naive)" and "C2F" in order[5][0]  # then ours (entropy-guided C2F) at 512/32
+
+
 def test_table05_miou_from_t0_of_full_scene_policies_and_dinov3(tables):
     t5 = tables[5]
     c32 = _row(t5, **{"Feat. grid": "32x32", "Model": "CanViT-B (t=0, full scene)"})
