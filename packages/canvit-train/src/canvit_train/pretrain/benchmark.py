@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.set_sync_debug_mode("warn")
             try:
                 step(args.warmup + args.steps)
-                sync()
             finally:
-                torch.cuda.set_sync_debug_mode("default")
+                torch.cuda.set_sync_debug_mode("default")  # before our own synchronize(), which is not the step's
+        sync()
         syncs = sum("synchroniz" in str(w.message) for w in caught)
     total = sum(times)
     per_glimpse = [t / g for t, g in zip(times, glimpses, strict=True)]
