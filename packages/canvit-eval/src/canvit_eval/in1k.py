@@ -141,6 +141,21 @@ def partial_path(results: str | os.PathLike[str] | None, kind: str, key: str) ->
     return results_root(results) / ".partial" / kind / f"{key}.json"
 
 
+def publish(results: str | os.PathLike[str] | None, kind: str, key: str, table: Any, prov: dict[str, Any],
+            extra: dict[str, Any], partial: Path) -> Any:
+    """The finished table into the store, then its running sums dropped; the RunRef, or None (printed) when
+    another job finished the same key first (a finished run is never overwritten)."""
+    from canvit_results import RunExistsError, write_run
+
+    try:
+        ref = write_run(results, kind, key, table, prov, extra=extra)
+    except RunExistsError as e:
+        print(str(e), file=sys.stderr)
+        return None
+    partial.unlink(missing_ok=True)
+    return ref
+
+
 def evaluate_means(
     batches: Callable[[int], Iterator[SceneBatch]],
     step: Callable[[SceneBatch], dict[str, torch.Tensor]],
@@ -358,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_rollout_args(p, args)
 
     from canvit_model import center_crop_transform
-    from canvit_results import RunExistsError, is_complete, provenance, run_paths, write_run
+    from canvit_results import is_complete, provenance, run_paths
 
     from .inputs import check_checkpoint, local_path, usage_errors
 
@@ -429,12 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["predictions"] = writer.finish(num_batches).name
     prov = provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "in1k", *argv])
-    try:
-        ref = write_run(args.results, "in1k", key, table, prov, extra=extra)
-    except RunExistsError as e:
-        print(str(e), file=sys.stderr)
+    ref = publish(args.results, "in1k", key, table, prov, extra, part)
+    if ref is None:
         return 0
-    part.unlink(missing_ok=True)
     last = table.iloc[-1]
     print(f"in1k/{key}: {count} images, t={int(last.t)} top1 {last.top1:.4f} top5 {last.top5:.4f} -> {ref.table_path}")
     if failed:

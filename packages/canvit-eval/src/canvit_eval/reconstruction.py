@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from .in1k import (
     evaluate_means,
     open_source,
     partial_path,
+    publish,
 )
 
 TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_rollout_args(p, args)
 
     from canvit_model import CanViTForPretraining, DINOv3, center_crop_transform
-    from canvit_results import RunExistsError, is_complete, provenance, run_paths, write_run
+    from canvit_results import is_complete, provenance, run_paths
 
     from .inputs import check_checkpoint, local_path, usage_errors
 
@@ -267,12 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "patch cosines per position, averaged over positions then images"}
     prov = provenance(config=config, seed=args.seed, checkpoint=checkpoint, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "reconstruction", *argv])
-    try:
-        ref = write_run(args.results, "reconstruction", key, table, prov, extra=extra)
-    except RunExistsError as e:
-        print(str(e), file=sys.stderr)
+    ref = publish(args.results, "reconstruction", key, table, prov, extra, part)
+    if ref is None:
         return 0
-    part.unlink(missing_ok=True)
     last = table.iloc[-1]
     print(f"reconstruction/{key}: {count} images, t={int(last.t)} patch raw {last.cos_patch_raw:.4f} "
           f"cls raw {last.cos_cls_raw:.4f} -> {ref.table_path}")
