@@ -2,11 +2,15 @@
 
 - Model init, lengths and viewpoints are functions of the seed (and step), identical on every rank.
 - Data parallel: every rank runs the step on its rows of the global batch, then the gradients are
-  all-reduced explicitly (averaged) before clipping. Why not torch's DDP wrapper: with truncated BPTT
-  the initial-state parameters only get gradients in the first chunk, so they are "unused" in the
-  backward that would synchronize, and DDP leaves gradients of globally unused parameters
-  un-reduced; an explicit all-reduce of every gradient cannot skip one. A test checks 2 processes
-  against 1 process on the same global batch.
+  all-reduced explicitly (averaged) before clipping. Why not torch's DDP wrapper: a step is several
+  forward/backward pairs (one backward per TBPTT chunk) whose parameters differ (the initial canvas and
+  CLS only in the first chunk), and the teacher readout heads run outside the model's forward. Checked
+  with torch 2.15 on 2 gloo ranks: with `no_sync` on all but the last chunk, DDP's default
+  (`find_unused_parameters=False`) leaves the gradients un-reduced without an error until the next step,
+  and `find_unused_parameters=True` reduces them but fails ("Expected to mark a variable ready only
+  once") as soon as a parameter is used outside `forward`, as the readout heads are. One explicit
+  all-reduce of every gradient per step cannot skip one; a test checks 2 processes against 1 process
+  on the same global batch.
 - No host syncs inside a step: per-step metrics stay on the device and are fetched every `log_every`
   steps, when finiteness is checked; a checkpoint is written only after such a check, so a non-finite
   loss stops the run with the last good checkpoint intact.
