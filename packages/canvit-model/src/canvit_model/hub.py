@@ -357,41 +357,8 @@ def save_pretraining_model(model, save_directory: str | os.PathLike[str]) -> Pat
     return save_atomic(save_directory, pretraining_config_dict(model), model.state_dict(), readme=MODEL_CARD)
 
 
-def push_to_hub(
-    model: Any,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    create_pr: bool = False,
-) -> Any:
-    """`model.save_pretrained` into a temporary directory, then upload it to hub repo `repo_id`
-    (created if needed) in one commit. Returns huggingface_hub's CommitInfo."""
-    import tempfile
-
-    from huggingface_hub import HfApi
-
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
-        raise ValueError(f"repo_id must be a hub repo id 'owner/name', got {repo_id!r}")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    with tempfile.TemporaryDirectory(prefix="canvit-push-") as tmp:
-        model.save_pretrained(tmp)
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            repo_type="model",
-            revision=revision,
-            commit_message=commit_message or f"Upload {type(model).__name__} (canvit-model)",
-            create_pr=create_pr,
-        )
-
-
-
 class PushToHubMixin:
-    """`push_to_hub` for every model class that has `save_pretrained` (one implementation: `push_to_hub` above)."""
+    """`push_to_hub` for every model class that has `save_pretrained` (one implementation)."""
 
     def push_to_hub(
         self,
@@ -403,11 +370,26 @@ class PushToHubMixin:
         commit_message: str | None = None,
         create_pr: bool = False,
     ) -> Any:
-        """Upload what `save_pretrained` writes to hub repo `repo_id` (created if missing) in one commit."""
-        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
-                           commit_message=commit_message, create_pr=create_pr)
+        """`save_pretrained` into a temporary directory, then upload it to hub repo `repo_id` (created if
+        needed) in one commit. Returns huggingface_hub's CommitInfo."""
+        import tempfile
 
+        from huggingface_hub import HfApi
 
+        if not isinstance(repo_id, str) or repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+            raise ValueError(f"repo_id must be a hub repo id 'owner/name', got {repo_id!r}")
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory(prefix="canvit-push-") as tmp:
+            self.save_pretrained(tmp)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or f"Upload {type(self).__name__} (canvit-model)",
+                create_pr=create_pr,
+            )
 MODEL_CARD = """---
 library_name: canvit-model
 license: mit
