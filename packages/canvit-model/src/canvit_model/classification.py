@@ -33,17 +33,16 @@ from torch import nn
 
 from .canvit import CanViT, CanViTForPretraining, RecurrentState
 from .config import CanViTConfig
+from .convert import _config_from_v01, rename_v01_key
 from .geometry import Viewpoint
-from .hub import (
+from .hub import PushToHubMixin
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    PushToHubMixin,
-    _config_from_v01,
     check_load_options,
     load_checked,
     read_json,
     read_safetensors,
-    rename_v01_key,
     resolve_files,
     save_atomic,
 )

@@ -41,7 +41,7 @@ from torch import nn
 
 from .canvit import CanViT, CanViTOutput, RecurrentState
 from .geometry import Viewpoint
-from .hub import (
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_load_options,

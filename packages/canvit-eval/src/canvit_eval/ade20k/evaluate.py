@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
-from canvit_model.hub import write_safetensors
+from canvit_model.io import write_safetensors
 from canvit_results import atomic_path, is_complete, provenance, results_root, run_paths, write_run
 
 from ..inputs import check_checkpoint, local_path

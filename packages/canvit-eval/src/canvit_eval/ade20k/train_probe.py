@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
-from canvit_model.hub import write_safetensors
+from canvit_model.io import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from canvit_results import atomic_path, provenance
 
