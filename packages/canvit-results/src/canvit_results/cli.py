@@ -130,13 +130,25 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _worth_showing(default: object) -> bool:
+    return default is not None and default is not False and default != argparse.SUPPRESS and default != ""
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every flag's help ends with its default (unless it already says one, or it has none worth saying);
     description and epilog keep their line breaks (examples)."""
 
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and action.option_strings and action.nargs != 0 and _worth_showing(action.default):
+            import copy
+
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"  # a flag without help still states its default
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+        if "%(default)" in text or "default" in text.lower() or not _worth_showing(action.default):
             return text
         if action.option_strings and action.nargs != 0:
             return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
