@@ -125,6 +125,20 @@ def run_main(prog: str, main: Callable[[list[str]], int | None], argv: Sequence[
             signal.signal(signal.SIGINT, previous)
 
 
+def local_path(spec: str | os.PathLike[str]) -> str:
+    """A local file or folder as its resolved absolute path (what outputs record, so a resume from another
+    working directory, or with the path spelled another way, matches); anything else (a hub id) as given."""
+    from pathlib import Path
+
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else str(spec)
+
+
+def same_location(stored: object, now: str) -> bool:
+    """`stored` (as an earlier run recorded it, maybe relative) names the same thing as `now` (local_path'd)."""
+    return stored == now or (isinstance(stored, str) and local_path(stored) == now)
+
+
 def default_workers() -> int:
     """min(8, CPUs): the default worker-process count (8 on a 2-core box oversubscribes and warns)."""
     return max(1, min(8, os.cpu_count() or 1))
