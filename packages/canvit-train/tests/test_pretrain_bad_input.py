@@ -123,3 +123,17 @@ def test_recipe_flags_show_a_metavar_and_default(capsys):
     assert "--batch-size INT" in out and "--lr-peak FLOAT" in out and "--rollouts STR [STR ...]" in out
     assert "canvit-b 64, smoke 8" in out and " V " not in out
     assert "--workers WORKERS" in out and "min(8, CPUs)" in out
+
+
+def test_benchmark_shows_progress_and_states_defaults(capsys):
+    from canvit_train.pretrain import benchmark
+
+    assert benchmark.main(["--preset", "smoke", "--batch-size", "1", "--steps", "2", "--warmup", "1",
+                           "--chunks", "1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "benchmark (timed)" in err and "3/3" in err, err
+    with pytest.raises(SystemExit):
+        benchmark.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--preset NAME the recipe whose model and step are timed" in text and "(default: canvit-b)" in text
+    assert "--warmup WARMUP untimed steps first" in text and "(default: 2)" in text
