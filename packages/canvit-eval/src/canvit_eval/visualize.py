@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from canvit_model import releases
 from canvit_results import atomic_path, atomic_write_text
 
-EXAMPLE = """example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
-  canvit-eval visualize --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
+EXAMPLE = f"""example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
+  canvit-eval visualize --model {releases.FLAGSHIP} \\
       --image cat.jpg --policy c2f --glimpses 10 --out viz/ \\
-      --probe canvit/probe-ade20k-40k-s512-c32-in21k"""
+      --probe {releases.ade20k_probe(512, 32)}"""
 
 
 # -- pictures from tensors --------------------------------------------------------------------------

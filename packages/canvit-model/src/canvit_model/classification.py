@@ -12,7 +12,7 @@ so the head is LayerNorm -> Linear and runs in float32 with autocast off (a bf16
 top-1 predictions). The CLS standardizer has one set of statistics (the c = 32 ones of the published
 checkpoints), whatever canvas grid is used at inference.
 
-Probe layout (the published `canvit/dinov3-*-in1k-*-linear-clf-probe` repos, also written by
+Probe layout (the published `releases.dinov3_in1k_probe(backbone)` repos, also written by
 `dinov3-probes`): `config.json` with `in_features`, `out_features` (+ free metadata) and
 `model.safetensors` with exactly `weight` [C, D] and `bias` [C], float32.
 

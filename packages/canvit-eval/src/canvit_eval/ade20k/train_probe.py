@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
+from canvit_model import releases
 from canvit_model.io import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from canvit_results import atomic_path, provenance
@@ -69,8 +70,8 @@ from .data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20
 from .metrics import ConfusionMatrix
 
 STATE_NAME = "train_state.safetensors"
-EXAMPLE = """example (the c32 probe of Tables 5-6):
-  canvit-eval train-probe --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
+EXAMPLE = f"""example (the c32 probe of Tables 5-6):
+  canvit-eval train-probe --model {releases.FLAGSHIP} \\
       --data /data/ADEChallengeData2016 --scene-size 512 --canvas-grid 32 --out probes/ade20k-s512-c32
 DINOv3 ViT-B/16 baseline at 160 px:
   canvit-eval train-probe --dinov3 vitb16 --input-px 160 --data /data/ADEChallengeData2016 \\
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canvit-eval train-probe", description=__doc__.split("\n\n")[0],
                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="CanViT hub id or directory (with --dinov3: DINOv3 hub id / dir / .pth; "
-                                   "default facebook/dinov3-<backbone>-pretrain-lvd1689m)")
+                                   f"default {releases.DINOV3_TEMPLATE.format(backbone='<backbone>')})")
     p.add_argument("--data", required=True, help="ADEChallengeData2016 folder, a save_to_disk dir, or a hub dataset id")
     p.add_argument("--split", default="train", help="training split (default train)")
     p.add_argument("--val-data", default=None, help="validation data (default: --data)")

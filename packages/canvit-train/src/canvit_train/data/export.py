@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from canvit_model import releases
+
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene
 from .shards import (
     EXPORT_FILE,
@@ -437,9 +439,9 @@ def dry_run(cfg: ExportConfig) -> str:
     return "\n".join(lines)
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""examples:
   # ImageNet-21k on one GPU (resumable: re-run the same command after an interruption)
-  canvit-train export-teacher-features --teacher facebook/dinov3-vitb16-pretrain-lvd1689m \\
+  canvit-train export-teacher-features --teacher {releases.TEACHER} \\
       --scenes /data/imagenet21k/winter21_whole --out /features/in21k-vitb16-512 --device cuda
   # 8 GPUs on one machine (each rank exports shards s % 8 == rank), then check
   torchrun --nproc-per-node 8 -m canvit_train.data.export --teacher ... --scenes ... --out ...

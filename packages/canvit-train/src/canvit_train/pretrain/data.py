@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_model import releases
 
 from .config import PretrainConfig
 from .trainer import DataSetup
 
-NO_DATA_HELP = """\
+NO_DATA_HELP = f"""\
 pretrain needs scenes and teacher targets, and none were given.
 
   The paper's setup (ImageNet-21k winter21_whole at 512 px, DINOv3 ViT-B/16 targets):
@@ -37,7 +38,7 @@ pretrain needs scenes and teacher targets, and none were given.
 
   Without an export, targets can come from the teacher on the fly (slower per step):
          uv run --package canvit-train pretrain --preset canvit-b --scenes /data/in21k
-    (the teacher facebook/dinov3-vitb16-pretrain-lvd1689m is gated on the Hugging Face hub: accept its
+    (the teacher {releases.TEACHER} is gated on the Hugging Face hub: accept its
      licence there and `huggingface-cli login`, or pass --teacher /path/to/a/local/copy)
 
   To try the whole pipeline on this machine in a couple of minutes (generated scenes, tiny model):
