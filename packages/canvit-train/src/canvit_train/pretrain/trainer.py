@@ -35,14 +35,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from canvit_model import CanViTForPretraining, random_viewpoints, sample_at_viewpoint
+from canvit_model import CanViTForPretraining, IIDViewpoints, model_reconstruction_cosines
+from canvit_model.rollout import rollout
 from canvit_results import atomic_write_text
 from canvit_results.cli import pick_device
 
 from . import checkpoint as ckpt
 from .config import PretrainConfig
 from .optim import learning_rate, make_optimizer
-from .step import METRIC_NAMES, autocast_context, cosine, plan_step, standardized_targets, train_step
+from .step import METRIC_NAMES, plan_step, train_step
 
 
 class NonFiniteLoss(RuntimeError):
@@ -299,26 +300,16 @@ def validate(model: CanViTForPretraining, forward: Callable, batch: Any, cfg: Pr
              device: torch.device, amp: str) -> list[dict[str, float]]:
     """Reconstruction cosine per timestep over an R-IID rollout of `cfg.validation_glimpses` glimpses."""
     batch = batch.to(device)
-    b = batch.scenes.shape[0]
-    tp, tc = standardized_targets(model, batch.patches, batch.cls)
-    g = torch.Generator().manual_seed(VALIDATION_SEED)
-    state = model.init_state(b, cfg.canvas_grid)
+    b, t_total = batch.scenes.shape[0], cfg.validation_glimpses
+    policy = IIDViewpoints("r-iid", batch_size=b, num_glimpses=t_total, min_scale=cfg.min_scale,
+                           generator=torch.Generator().manual_seed(VALIDATION_SEED), device=device)
     out = []
-    for t in range(cfg.validation_glimpses):
-        vp = random_viewpoints(b, min_scale=cfg.min_scale, generator=g, device=device)
-        glimpse = sample_at_viewpoint(batch.scenes, vp, cfg.glimpse_size)
-        with autocast_context(device, amp):
-            state = forward(glimpse, state, vp).state
-        with torch.autocast(device_type=device.type, enabled=False):
-            pp = model.predict_teacher_patches(state.canvas.float())
-            pc = model.predict_teacher_cls(state.recurrent_cls.float())
-            rp = model.teacher_patch_standardizer.destandardize(pp)
-            rc = model.teacher_cls_standardizer.destandardize(pc[:, None])[:, 0]
-        out.append({
-            "t": t,
-            "cos_patch_std": cosine(pp, tp).item(), "cos_cls_std": cosine(pc, tc).item(),
-            "cos_patch_raw": cosine(rp, batch.patches).item(), "cos_cls_raw": cosine(rc, batch.cls).item(),
-        })
+    for step in rollout(forward, batch.scenes, policy, num_glimpses=t_total, canvas_grid=cfg.canvas_grid,
+                        glimpse_px=cfg.glimpse_size, amp=amp == "bf16"):
+        with torch.inference_mode():
+            cos = model_reconstruction_cosines(model, step.state.canvas, step.state.recurrent_cls,
+                                               batch.patches, batch.cls, per_position=True)
+        out.append({"t": step.t, **{m: cos[m].mean().item() for m in METRIC_NAMES[2:]}})  # the cosines
     return out
 
 
