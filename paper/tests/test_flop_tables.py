@@ -1,23 +1,14 @@
 """Our analytical FLOPs round to the paper's printed values (Tables 3, 5, 10, 13, 15, 16)."""
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import pytest
-
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-from canvit_eval.flops import round_half_up  # noqa: E402
-from canvit_model import PRESETS  # noqa: E402
+from canvit_eval.flops import round_half_up
+from canvit_model import PRESETS
 
 
 def _load(kind: str, stem: str):
-    spec = importlib.util.spec_from_file_location(f"paper_{kind}_{stem}_test", PAPER / kind / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"paper.{kind}.{stem}")
 
 
 def _decimals(v: float) -> int:

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
+from paper import make_tables, tablelib
 
-import make_tables  # noqa: E402
-import tablelib  # noqa: E402
+PAPER = Path(make_tables.__file__).parent
 
 
 def test_make_tables_writes_csv_and_markdown(tmp_path):
