@@ -120,7 +120,7 @@ INT_META = ("extra.scene_size", "extra.canvas_grid", "extra.input_px", "extra.se
 
 def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
     """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns."""
-    df = load_runs(ctx.results, kind, with_meta=list(meta))
+    df = load_runs(ctx.results, kind, with_meta=list(meta), missing_ok=True)
     for m in meta:
         if m not in df.columns:
             df[m] = pd.Series(dtype=object)

@@ -264,7 +264,7 @@ class PredictionWriter:
         self.final = results_root(results) / "in1k" / f"{key}.predictions.safetensors"
 
     def add(self, batch: SceneBatch, predictions: torch.Tensor) -> None:
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
 
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"batch_{batch.index:07d}.safetensors"
@@ -275,7 +275,7 @@ class PredictionWriter:
     def finish(self, num_batches: int) -> Path:
         import shutil
 
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
         from safetensors.torch import load_file
 
         parts = [load_file(str(self.dir / f"batch_{i:07d}.safetensors")) for i in range(num_batches)

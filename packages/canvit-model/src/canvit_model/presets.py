@@ -1,7 +1,8 @@
 """Named presets: CanViT-B and every row of the paper's ablation table (Table 3).
 
 Rows f-i change only the pretraining recipe, so their architecture is CanViT-B's; `training_change`
-says what differs (canvit-train reads it when it builds its recipes).
+says what differs (canvit-train reads it when it builds its recipes). Table 3's "Params" of a preset:
+`canvit_num_params(preset(name).config)`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,6 @@ class Preset:
     config: CanViTConfig
     training_change: str = ""
     hub_repo: str = ""  # the released checkpoint trained with this preset (`releases`)
-
-    def num_params(self) -> int:
-        """Parameters of the base CanViT (no readout heads, no buffers): Table 3's "Params"."""
-        import torch
-
-        from .canvit import CanViT
-
-        with torch.device("meta"):  # shapes only: no memory allocated
-            model = CanViT(self.config)
-        return sum(p.numel() for p in model.parameters())
-
 
 _B = CanViTConfig()
 

@@ -22,10 +22,10 @@ caller's autocast. At evaluation it must be in `eval()` mode: in train mode Batc
 running statistics from the evaluation data (a known ~0.5 mIoU pitfall); `from_pretrained` returns it
 in eval mode.
 
-`preprocess_labels(mask, size)`: an ADE20K annotation (0 = "other", 1..150 = classes) -> int64 labels
+`ade20k_targets(mask, size)`: an ADE20K annotation (0 = "other", 1..150 = classes) -> int64 labels
 with 0 -> 255 (ignored) and k -> k - 1, resized to size x size with nearest neighbour exactly as
-torchvision's `Resize((size, size), NEAREST)` does on PIL images (PIL's pixel-centre rule; for tensors we
-use `nearest-exact`, the same rule, not torch's floor-based `nearest`).
+torchvision's `Resize((size, size), NEAREST)` does on PIL images (PIL's pixel-centre rule; tensors pick the
+same source pixels, `canvit_model.preprocess.resize_labels`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from torch import nn
 
 from .canvit import CanViT, CanViTOutput, RecurrentState
 from .geometry import Viewpoint
-from .hub import (
+from .preprocess import resize_labels
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_load_options,
@@ -226,12 +227,15 @@ class CanViTForSemanticSegmentation(nn.Module):
         return upsample_logits(logits, target_size), state
 
 
-def preprocess_labels(mask: Any, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """ADE20K annotation (PIL image, or integer tensor / array [H, W]) -> int64 labels [S, S].
+def ade20k_targets(mask: Any, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """ADE20K annotation (PIL image, or integer tensor / array [H, W]) -> int64 targets [S, S] for the probe.
+
+    Not canvit-pytorch's `preprocess_labels` (that one is `canvit_model.preprocess.preprocess_labels`:
+    short side resized + centre crop, values unchanged); this one squashes to S x S and shifts the values.
 
     0 ("other") -> 255 (ignored), k -> k - 1. Resized with nearest neighbour as torchvision's
-    `Resize((S, S), InterpolationMode.NEAREST)` on a PIL image (PIL's own `resize`); tensors use
-    `nearest-exact`, the same pixel-centre rule.
+    `Resize((S, S), InterpolationMode.NEAREST)` on a PIL image (PIL's own `resize`); tensors pick the
+    same source pixels (`resize_labels`).
     """
     if size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -261,7 +265,7 @@ def preprocess_labels(mask: Any, size: int | tuple[int, int] | None = None) -> t
         raise ValueError(f"mask must be an integer [H, W] label map, got dtype {mask.dtype} and shape {list(mask.shape)}")
     t = mask.long()
     if size is not None and tuple(t.shape) != size:
-        t = F.interpolate(t[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+        t = resize_labels(t, size)
     return _shift_labels(t)
 
 
@@ -277,6 +281,6 @@ __all__ = [
     "IGNORE_INDEX",
     "SegmentationProbe",
     "SegmentationProbeConfig",
-    "preprocess_labels",
+    "ade20k_targets",
     "upsample_logits",
 ]

@@ -14,14 +14,16 @@ EXAMPLE = f"""example (the published ViT-B probe on features from `dinov3-probes
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canvit_results.cli import HelpFormatter
+
     p = argparse.ArgumentParser(prog="dinov3-probes evaluate", description=__doc__, epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--probe", required=True, help="probe directory or hub repo (config.json + model.safetensors)")
     p.add_argument("--features", required=True, help="features directory holding val/")
     p.add_argument("--real-labels", default=None, help="real.json (if not stored at val extraction)")
     p.add_argument("--loss", choices=("softmax", "sigmoid"), default=None,
                    help="loss to report (default: the probe's trial_params.objective, else softmax)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
     return p
 
 

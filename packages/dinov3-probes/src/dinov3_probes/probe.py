@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from canvit_model.hub import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors, resolve_files, save_atomic
+from canvit_model.io import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors, resolve_files, save_atomic
 
 INITS = ("dinov3", "pytorch")
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
 from canvit_model import releases
-from canvit_model.hub import write_safetensors
+from canvit_model.io import write_safetensors
 from canvit_results import atomic_path, is_complete, provenance, results_root, run_paths, write_run
 
 from ..inputs import check_checkpoint, local_path

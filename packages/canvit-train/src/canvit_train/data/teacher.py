@@ -55,7 +55,7 @@ def write_tiny_teacher(
 ) -> Path:
     """A tiny random DINOv3 in the transformers layout (config.json + model.safetensors)."""
     from canvit_model import DINOv3
-    from canvit_model.dinov3 import make_vit_config
+    from canvit_model.convert import make_vit_config
 
     cfg = make_vit_config(
         dim=dim, num_heads=num_heads, depth=depth, ffn_hidden=2 * dim, mlp="gelu", patch_size=patch_size

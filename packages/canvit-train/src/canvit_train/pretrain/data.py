@@ -133,7 +133,10 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--standardizers", metavar="FILE", help="per-position statistics from `canvit-train "
                    "compute-standardizers` (default: FEATURES/standardizers.safetensors if present, else fitted "
                    "on the first --standardizer-samples scenes)")
-    g.add_argument("--workers", type=int, default=8, help="data loader worker processes (default 8)")
+    from canvit_results.cli import default_workers, int_at_least
+
+    g.add_argument("--workers", type=int_at_least(0, "--workers"), default=default_workers(),
+                   help="data loader worker processes (default: min(8, CPUs) = %(default)s)")
     g.add_argument("--synthetic", type=int, metavar="DIM", help="no data: random scenes with DIM-dim targets that are "
                    "a fixed function of them (pipeline checks, tests, benchmarks)")
     g.add_argument("--smoke-data", metavar="DIR", help="smoke: where to generate the scene set (default RUN_DIR/data)")
@@ -206,7 +209,9 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
             raise ValueError(f"--features {features} holds {manifest.resolution}px scenes but scene_size={cfg.scene_size}; "
                              f"pass --scene-size {manifest.resolution} or export at {cfg.scene_size}")
         dim, grid = manifest.dim, manifest.grid
-        desc.update(mode="shards", features=str(features), images=str(images))
+        from .checks import export_record
+
+        desc.update(mode="shards", features=str(features), images=str(images), **export_record(features))
 
         def train(start: int, r: int, w: int) -> Any:
             return FeatureShardLoader(features, images, cfg.batch_size, start_position=start, num_workers=workers,
@@ -219,7 +224,7 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
         def shard_features() -> Any:
             from canvit_train.data.standardizers import iter_shard_features
 
-            return iter_shard_features(features, checksum=False)
+            return iter_shard_features(features, checksum=True)
     else:
         standardizers, shard_features = args.standardizers, None
         teacher = load_teacher(teacher_id, device)
