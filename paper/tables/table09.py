@@ -17,8 +17,8 @@ PAPER = {
     "RoPE_apply": ("RoPE_apply(d)", "token", "4d"),
     "SDPA": ("SDPA(n_q, n_kv, d)", "total", "4 n_q n_kv d"),
     "Softmax": ("Softmax(n_q, n_kv)", "total", "5 n_q n_kv"),
-    "Conv2d": ("Conv2d(H, W, c_in, c_out, k)", "total", "2 H W c_in c_out k^2"),
-    "PatchEmbed": ("PatchEmbed(N_p, p, d)", "total", "2 N_p p^2 · 3 · d"),
+    "Conv2d": ("Conv2d(H, W, c_in, c_out, k)", "total", "2 H W c_in c_out k²"),
+    "PatchEmbed": ("PatchEmbed(N_p, p, d)", "total", "2 N_p p² · 3 · d"),
 }
 
 
