@@ -84,9 +84,7 @@ ABLATION_BASELINE = releases.ABLATION_BASELINE
 
 def table3_checkpoint(preset: str) -> str:
     """The released checkpoint of a Table 3 row: the ablation baseline for `canvitb16`, else the preset's."""
-    from canvit_model import PRESETS
-
-    return ABLATION_BASELINE if preset == "canvitb16" else PRESETS[preset].hub_repo
+    return releases.table3_row(preset).hub_id
 
 
 def resolve_model(model: str, preset: str | None) -> tuple[str, str, str]:
