@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from canvit_model import PRESETS, CanViT, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig
+from canvit_model import PRESETS, CanViT, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig, canvit_num_params
 
 SMALL = CanViTConfig(backbone_name="vits16", canvas_num_heads=2, canvas_head_dim=32)
 
@@ -28,7 +28,7 @@ def test_from_preset_builds_every_table3_preset(name):
         m = CanViTForPretraining.from_preset(name)
         b = CanViT.from_preset(name)
     assert m.config == PRESETS[name].config and b.config == PRESETS[name].config
-    assert sum(p.numel() for p in b.parameters()) == PRESETS[name].num_params()
+    assert sum(p.numel() for p in b.parameters()) == canvit_num_params(PRESETS[name].config)
     assert (m.teacher_dim, m.teacher_patch_grid) == (768, 32)
 
 

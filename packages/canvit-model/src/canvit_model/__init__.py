@@ -3,7 +3,7 @@
     from canvit_model import CanViTForPretraining, Viewpoint, sample_at_viewpoint
 """
 
-from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
+from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState, canvit_num_params
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
@@ -40,6 +40,7 @@ __all__ = [
     "RecurrentState",
     "ViTConfig",
     "Viewpoint",
+    "canvit_num_params",
     "center_crop_transform",
     "grid_coords",
     "imagenet_denormalize",

@@ -12,7 +12,7 @@ so the head is LayerNorm -> Linear and runs in float32 with autocast off (a bf16
 top-1 predictions). The CLS standardizer has one set of statistics (the c = 32 ones of the published
 checkpoints), whatever canvas grid is used at inference.
 
-Probe layout (the published `canvit/dinov3-*-in1k-*-linear-clf-probe` repos, also written by
+Probe layout (the published `releases.dinov3_in1k_probe(backbone)` repos, also written by
 `dinov3-probes`): `config.json` with `in_features`, `out_features` (+ free metadata) and
 `model.safetensors` with exactly `weight` [C, D] and `bias` [C], float32.
 
@@ -33,17 +33,16 @@ from torch import nn
 
 from .canvit import CanViT, CanViTForPretraining, RecurrentState, _check_config, _check_int
 from .config import CanViTConfig
+from .convert import _config_from_v01, rename_v01_key
 from .geometry import Viewpoint
-from .hub import (
+from .hub import PushToHubMixin
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    PushToHubMixin,
-    _config_from_v01,
     check_load_options,
     load_checked,
     read_json,
     read_safetensors,
-    rename_v01_key,
     resolve_files,
     save_atomic,
 )

@@ -2,9 +2,9 @@
 
     from canvit_model import CanViTForSemanticSegmentation, Viewpoint, sample_at_viewpoint
     from canvit_model.segmentation import upsample_logits
+    from canvit_model import releases
     seg = CanViTForSemanticSegmentation.from_pretrained_with_probe(
-        "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02",
-        "canvit/probe-ade20k-40k-s512-c32-in21k")
+        releases.FLAGSHIP, releases.ade20k_probe(scene=512, grid=32))      # hub ids (or local directories)
     state = seg.init_state(batch_size=1, canvas_grid_size=32)
     vp = Viewpoint.full_scene(batch_size=1)
     glimpse = sample_at_viewpoint(scene, vp, 128)                # scene: [1, 3, 512, 512] normalized
@@ -42,7 +42,7 @@ from torch import nn
 from .canvit import CanViT, CanViTOutput, RecurrentState
 from .geometry import Viewpoint
 from .preprocess import resize_labels
-from .hub import (
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_load_options,
@@ -133,7 +133,7 @@ class SegmentationProbe(nn.Module):
         local_files_only: bool = False,
         map_location: str | torch.device = "cpu",
     ) -> SegmentationProbe:
-        """A released probe repo (e.g. canvit/probe-ade20k-40k-s512-c32-in21k) or a local directory, in eval mode.
+        """A released probe repo (e.g. `releases.ade20k_probe(512, 32)`) or a local directory, in eval mode.
 
         map_location: device for the weights. No dtype: probes run in float32 outside autocast (paper D.3).
         revision / token / cache_dir / local_files_only: as in `CanViTForPretraining.from_pretrained`.
