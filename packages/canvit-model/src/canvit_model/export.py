@@ -19,11 +19,9 @@ Needs the optional extra: pip install 'canvit-model[onnx]' (onnx, onnxruntime, o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,7 +29,7 @@ from torch import nn
 
 from .canvit import CanViT, CanViTForPretraining, RecurrentState
 from .geometry import Viewpoint
-from .hub import write_safetensors
+from .io import atomic_file, write_safetensors
 
 ONNX_NAME = "canvit_step.onnx"
 INIT_STATE_NAME = "init_state.safetensors"
@@ -71,21 +69,6 @@ class GlimpseStep(nn.Module):
         model = self.model
         return (state.canvas, state.recurrent_cls, model.predict_teacher_patches(state.canvas),
                 model.predict_teacher_cls(state.recurrent_cls))
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it only when the block finishes cleanly."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _require_onnx() -> None:
@@ -145,10 +128,10 @@ def export_onnx(
     )
     b = torch.export.Dim("batch", min=1, max=65536)
     outputs = OUTPUT_NAMES + (TEACHER_OUTPUT_NAMES if teacher_predictions else ())
-    with _atomic_path(out / INIT_STATE_NAME) as tmp:
+    with atomic_file(out / INIT_STATE_NAME) as tmp:
         write_safetensors({"canvas": init.canvas, "recurrent_cls": init.recurrent_cls}, tmp, metadata={
             "canvas_grid": str(canvas_grid)})
-    with _atomic_path(target) as tmp:
+    with atomic_file(target) as tmp:
         torch.onnx.export(
             step, args, str(tmp), dynamo=True, external_data=False, opset_version=opset,
             input_names=list(INPUT_NAMES), output_names=list(outputs),
