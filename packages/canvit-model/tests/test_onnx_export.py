@@ -161,3 +161,31 @@ def test_glimpse_step_is_the_model_step(exported):
     with pytest.raises(TypeError, match="CanViTForPretraining"):
         ex.GlimpseStep(model.canvit, teacher_predictions=True)
     assert isinstance(model.canvit, CanViT) and isinstance(state, RecurrentState)
+
+
+def test_readme_loop_runs_and_equals_eager(exported):
+    """The README's onnxruntime + numpy loop (its own numpy glimpse sampler included), run on this export,
+    ends on the canvas that eager PyTorch reaches with `sample_at_viewpoint` and the same viewpoints."""
+    import re
+    from pathlib import Path
+
+    model, out = exported
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S) if "sample_glimpse" in b]
+    assert len(blocks) == 1
+    code = blocks[0]
+    assert 'OUT, P = "canvit-onnx", 128' in code
+    ns: dict = {}
+    exec(compile(code.replace('OUT, P = "canvit-onnx", 128', f'OUT, P = {str(out)!r}, {PX}'), str(readme), "exec"), ns)
+    scene = torch.from_numpy(ns["scene"])[None]
+    views = re.search(r"for center, scale in (\[.*?\]):", code).group(1)
+    with torch.no_grad():
+        state = model.init_state(1, GRID)
+        for center, scale in eval(views):
+            vp = Viewpoint(centers=torch.tensor([center]), scales=torch.tensor([float(scale)]))
+            glimpse = sample_at_viewpoint(scene, vp, PX)
+            ours = ns["sample_glimpse"](ns["scene"], center, scale, PX)
+            assert np.abs(ours - glimpse[0].numpy()).max() < 1e-5  # the README's sampler is ours
+            state = model(glimpse, state, vp).state
+    assert np.abs(ns["canvas"] - state.canvas.numpy()).max() <= 1e-4
+    assert np.abs(ns["recurrent_cls"] - state.recurrent_cls.numpy()).max() <= 1e-4
