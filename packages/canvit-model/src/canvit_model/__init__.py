@@ -7,7 +7,7 @@ from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
-from .presets import PRESETS, Preset, preset
+from .presets import PRESETS, TEST_PRESETS, Preset, preset
 from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
 from .classification import (
     CanViTForImageClassification,
@@ -38,6 +38,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "RecurrentState",
+    "TEST_PRESETS",
     "ViTConfig",
     "Viewpoint",
     "center_crop_transform",
