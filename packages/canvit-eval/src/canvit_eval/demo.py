@@ -5,8 +5,8 @@ state and glimpse history, so sessions never mix. After every glimpse the page s
 - scene: the scene with every glimpse box so far, numbered (the latest in red);
 - glimpse: the pixels the model received;
 - canvas: the canvas spatial tokens as RGB through `visualize`'s PCA projection, with one basis per scene
-  (fitted on the canvas after one full-scene glimpse, taken when the scene is loaded and not counted), so
-  colours are comparable across steps, policies and resets;
+  (fitted on all canvases of a reference rollout, the whole scene then its four quadrants, run when the scene
+  is loaded and not counted), so colours are comparable across steps, policies and resets;
 - segmentation (with `--ade20k-probe`): the probe's labels over the scene;
 - top-5 ImageNet-1k classes (with `--in1k-probe`): the DINOv3 probe fused behind the CLS readout, as in
   `canvit-eval in1k`;
@@ -116,17 +116,25 @@ class Engine:
 
     def new_session(self, image: Any, name: str) -> Session:
         """A session on a PIL RGB image: squished to S x S (the ADE20K protocol), canvas fresh, PCA basis fitted."""
-        from canvit_model import Viewpoint, square_resize_transform
+        from canvit_model import Viewpoint, quadtree_tiles, square_resize_transform
 
         from .rollout import glimpse_step
         from .visualize import _panel, fit_pca, to_display
 
         scene = square_resize_transform(image, self.cfg.scene_size).to(self.device)  # [3, S, S]
+        # the colour basis: fitted on every canvas of a reference rollout (the whole scene, then its quadrants),
+        # as `visualize` fits on all timesteps; it stays for the scene, so colours are comparable over time
+        centers, scale = quadtree_tiles(1)
+        reference = [Viewpoint.full_scene(batch_size=1)] + [
+            Viewpoint(centers=c[None], scales=torch.tensor([scale])) for c in centers]
+        state, canvases = self._init_state(), []
         with self._lock:
-            full, _ = glimpse_step(self.canvit, scene[None], self._init_state(),
-                                   Viewpoint.full_scene(batch_size=1, device=self.device),
-                                   glimpse_px=self.cfg.glimpse_px, amp=self.cfg.amp)
-        basis = fit_pca(self._grid(full.state.canvas))
+            for vp in reference:
+                out, _ = glimpse_step(self.canvit, scene[None], state, vp, glimpse_px=self.cfg.glimpse_px,
+                                      amp=self.cfg.amp)
+                state = out.state
+                canvases.append(self._grid(state.canvas))
+        basis = fit_pca(torch.stack(canvases))  # [5, G, G, D_can]
         display = np.asarray(_panel(to_display(scene), self.cfg.panel_px, nearest=False))
         session = Session(name=name, scene=scene, display=display, basis=basis)
         self.reset(session)
@@ -216,11 +224,14 @@ class Engine:
         scene = Image.fromarray(s.display)
         draw = ImageDraw.Draw(scene)
         n = len(s.glimpses)
+        taken: dict[tuple[int, int], int] = {}  # label corner -> labels there (boxes sharing a corner)
         for i, g in enumerate(s.glimpses):
             last = i == n - 1
             box = box_px(g.center, g.scale, p)
             draw.rectangle(box, outline=(255, 40, 40) if last else (255, 255, 255), width=3 if last else 1)
-            x, y = max(box[0], 0) + 3, max(box[1], 0) + 2
+            corner = (round(max(box[0], 0)), round(max(box[1], 0)))
+            k = taken[corner] = taken.get(corner, -1) + 1
+            x, y = corner[0] + 3, corner[1] + 2 + 14 * k  # stacked below the earlier labels of this corner
             draw.rectangle((x - 2, y - 1, x + 8 * len(str(i + 1)) + 2, y + 11), fill=(0, 0, 0))
             draw.text((x, y), str(i + 1), fill=(255, 80, 80) if last else (255, 255, 255))
         out: dict[str, Any] = {"scene": scene}
@@ -387,6 +398,8 @@ def build_app(engine: Engine) -> Any:
 
     def page(session: Session | None, message: str = "") -> tuple:
         r = engine.render(session)
+        n = len(session.glimpses) if session is not None else 0
+        r["top5"] = gr.Label(r["top5"], label=f"top-5 ImageNet-1k (after glimpse {n})" if n else "top-5 ImageNet-1k")
         return (session, *[r[k] for k in OUTPUTS], message)
 
     def need_scene(session: Session | None) -> Session:
@@ -479,7 +492,8 @@ def build_app(engine: Engine) -> Any:
                                    height=p, visible=engine.seg is not None, elem_id="segmentation")
                 plot = gr.Image(label="over t", type="pil", format="png", interactive=False, elem_id="plot")
         outs = [state, scene, glimpse, canvas, seg, top5, latency, plot, status, message]
-        upload.upload(safe(on_upload), [state, upload], outs)
+        # the upload box empties after each file, ready for the next one (the scene panel shows what was loaded)
+        upload.upload(safe(on_upload), [state, upload], outs).then(lambda: None, None, upload)
         load_sample.click(safe(on_sample), [state, sample], outs)
         scene.select(safe(on_click), [state, scale], outs)
         step.click(safe(on_step), [state, policy, horizon, seed], outs)
