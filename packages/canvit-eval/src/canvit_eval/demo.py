@@ -41,6 +41,7 @@ EXAMPLE = """examples:
   canvit-eval demo --random-init canvitb16           # random weights: try the UI anywhere, offline"""
 
 MAX_SIDE = 4096  # uploads with a longer side are downscaled to it first (with a note in the page)
+SEG_PX = 256  # resolution of the segmentation's argmax (then enlarged to the panel)
 MAX_RUN = 64  # most glimpses one "Run T" takes
 SAMPLE_SCENES = {f"sample scene {i + 1}": i for i in range(4)}  # name -> canvit_data.synthetic seed
 LOG = logging.getLogger("canvit_eval.demo")
@@ -241,7 +242,12 @@ class Engine:
         if self.seg is not None and s.seg_logits is not None:
             from canvit_model.segmentation import upsample_logits
 
-            labels = upsample_logits(s.seg_logits, p).argmax(1)[0].cpu().numpy()  # [P, P]
+            # logits upsampled bilinearly, then argmax (as `visualize`), at <= SEG_PX: 150 classes x 512^2 costs
+            # ~0.5 s of CPU a step, 256^2 a quarter of it; the label map is then enlarged (nearest)
+            q = min(p, SEG_PX)
+            labels = upsample_logits(s.seg_logits, q).argmax(1)[0].cpu().numpy()  # [q, q]
+            near = np.arange(p) * q // p
+            labels = labels[near][:, near]  # [P, P]
             colours = palette(self.seg.num_classes)[labels]
             out["segmentation"] = Image.fromarray((0.5 * s.display + 0.5 * colours).round().astype(np.uint8))
         out["top5"] = s.top5
@@ -541,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="canvas grid G (default scene size / 16)")
     p.add_argument("--glimpse-px", type=int_at_least(16, "--glimpse-px"), default=128,
                    help="glimpse side in px, a multiple of 16 (default 128)")
+    p.add_argument("--threads", type=int_at_least(1, "--threads"), default=None,
+                   help="torch CPU threads (default torch's: one per core; 1 is faster on a busy machine)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (CPU is always fp32; default on)")
     return p
@@ -589,6 +597,8 @@ def prepare(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
     if importlib.util.find_spec("gradio") is None:
         p.error("the demo needs Gradio: pip install 'canvit-eval[demo]' (or uv sync --extra demo)")
     device = pick_device(args.device, parser=p)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from canvit_model import (
         CanViTForPretraining,
