@@ -161,14 +161,14 @@ def test_canvas_colours_use_one_basis_per_scene():
 
 def test_help_and_usage_errors(capsys, tmp_path):
     from canvit_eval.cli import main as cli_main
-    from canvit_eval.matrix import CANVIT_B
+    from canvit_model.releases import FLAGSHIP
 
     with pytest.raises(SystemExit) as e:
         demo.main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "example" in out and "canvit-eval demo --random-init canvitb16" in out
     flat = re.sub(r"\s+", "", out)  # argparse wraps lines, also at hyphens
-    for default in (CANVIT_B, "default 127.0.0.1", "default 7860", "default 512", "default 128", "scene size / 16",
+    for default in (FLAGSHIP, "default 127.0.0.1", "default 7860", "default 512", "default 128", "scene size / 16",
                     "default none"):
         assert re.sub(r"\s+", "", default) in flat, default
     assert cli_main(["--help"]) == 0 and "demo" in capsys.readouterr().out

@@ -513,9 +513,8 @@ def build_app(engine: Engine) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     from canvit_model import PRESETS, TEST_PRESETS
+    from canvit_model.releases import FLAGSHIP
     from canvit_results.cli import int_at_least
-
-    from .matrix import CANVIT_B
 
     p = argparse.ArgumentParser(
         prog="canvit-eval demo",
@@ -526,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", default=None,
-                     help=f"CanViT pretraining checkpoint: hub id or local directory (default {CANVIT_B})")
+                     help=f"CanViT pretraining checkpoint: hub id or local directory (default the released CanViT-B, {FLAGSHIP})")
     src.add_argument("--random-init", metavar="PRESET", default=None, choices=[*PRESETS, *TEST_PRESETS],
                      help="instead of --model: random weights of a named preset, e.g. canvitb16 or test-tiny "
                           f"(one of {', '.join([*PRESETS, *TEST_PRESETS])}); no download")
@@ -574,10 +573,10 @@ def _free_port(host: str) -> int:
 
 def prepare(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
     """Parse, check and load (usage errors exit 2), build the app: (Gradio app, keyword arguments of launch)."""
+    from canvit_model.releases import FLAGSHIP
     from canvit_results.cli import pick_device
 
     from .inputs import local_path
-    from .matrix import CANVIT_B
 
     p = build_parser()
     args = p.parse_args(argv)
@@ -614,7 +613,7 @@ def prepare(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
         model.teacher_cls_standardizer.fitted.fill_(True)
         notes.append(f"random weights ({args.random_init}): what you see is untrained; pass --model for a real one")
     else:
-        spec = args.model or CANVIT_B
+        spec = args.model or FLAGSHIP
         try:
             model = CanViTForPretraining.from_pretrained(spec, map_location=device)
         except (OSError, ValueError) as e:
