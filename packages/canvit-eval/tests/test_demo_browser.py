@@ -70,6 +70,20 @@ def demo_url(tmp_path_factory):
         assert not left, f"the demo left threads running after close(): {left}"
 
 
+def _children() -> list[str]:
+    """Live processes whose parent is this one (Linux /proc; [] elsewhere): "pid name"."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":  # fields[0]: state, fields[1]: ppid
+            out.append(f"{stat.parent.name} {name}")
+    return out
+
+
 RECORDER = """() => {
   window.__log = [];
   const text = (sel) => { const e = document.querySelector(sel); return e ? e.innerText : null; };
@@ -119,6 +133,7 @@ def test_demo_in_chromium(demo_url, tmp_path):
             outside.append(route.request.url)
             route.abort()
 
+    children = set(_children())
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
@@ -191,4 +206,8 @@ def test_demo_in_chromium(demo_url, tmp_path):
         finally:
             browser.close()
     assert not outside, f"the page asked for resources outside the loopback: {outside}"
+    deadline = time.time() + 10
+    while time.time() < deadline and set(_children()) - children:
+        time.sleep(0.1)
+    assert not set(_children()) - children, f"left running: {set(_children()) - children}"  # chromium, driver
     print(f"screenshots: {tmp_path}")

@@ -369,10 +369,9 @@ def build_app(engine: Engine) -> Any:
 
     from canvit_model.viewpoints import MIN_SCALE
 
-    from .policies import NEEDS_LOGITS, POLICY_NAMES
+    from .policies import POLICY_NAMES
 
     p = engine.cfg.panel_px
-    policies = [n for n in POLICY_NAMES if n not in NEEDS_LOGITS or engine.seg is not None]
     notes = list(engine.notes)
     if engine.seg is None:
         notes.append("eg-c2f (entropy-guided C2F) needs an ADE20K probe: start with --ade20k-probe to use it "
@@ -453,10 +452,7 @@ def build_app(engine: Engine) -> Any:
         engine.reset(session)
         return page(session, "canvas reset (the scene stays)")
 
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])  # system fonts: nothing to fetch
     with gr.Blocks(title="CanViT demo", analytics_enabled=False) as app:
-        app.canvit_theme = theme
         state = gr.State(None)
         gr.Markdown("## CanViT: look through the model's eyes\nUpload an image or load a sample scene, then "
                     "**click on the scene** to place the next glimpse (scale from the slider) or let a policy "
@@ -472,7 +468,7 @@ def build_app(engine: Engine) -> Any:
                     load_sample = gr.Button("load sample", elem_id="load-sample")
                 scale = gr.Slider(MIN_SCALE, 1.0, value=0.25, step=0.01, label="click glimpse scale (1 = whole scene)",
                                   elem_id="scale")
-                policy = gr.Dropdown(policies, value="c2f", label="policy", elem_id="policy")
+                policy = gr.Dropdown(list(POLICY_NAMES), value="c2f", label="policy", elem_id="policy")
                 with gr.Row():
                     horizon = gr.Slider(1, MAX_RUN, value=10, step=1, label="T (glimpses)", elem_id="horizon")
                     seed = gr.Number(0, precision=0, label="seed", elem_id="seed")
@@ -506,6 +502,13 @@ def build_app(engine: Engine) -> Any:
         run.click(safe(on_run), [state, policy, horizon, seed], outs)
         reset.click(safe(on_reset), [state], outs)
     return app
+
+
+def theme() -> Any:
+    """Gradio's default look with system fonts only: nothing to fetch from a font CDN."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -646,7 +649,7 @@ def prepare(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
     engine = Engine(model, cfg, device=device, seg_probe=seg_probe, in1k_head=head, class_names=names, notes=notes)
     app = build_app(engine)
     port = args.port or _free_port(args.host)
-    return app, dict(server_name=args.host, server_port=port, theme=app.canvit_theme, show_error=False,
+    return app, dict(server_name=args.host, server_port=port, theme=theme(), show_error=False,
                      footer_links=[], max_file_size="200mb")
 
 
