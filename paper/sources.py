@@ -88,7 +88,7 @@ def pretrain(preset: str) -> str:
 
 def reconstruction(model_preset: str) -> Pending:
     """Canvas-vs-teacher cosine of one checkpoint (kind `reconstruction`)."""
-    from canvit_eval.reconstruction import table3_checkpoint  # canvitb16's row: the ablation baseline
+    from canvit_eval.tasks.reconstruction import table3_checkpoint  # canvitb16's row: the ablation baseline
 
     p, ckpt = PRESETS[model_preset], table3_checkpoint(model_preset)
     cmd = f"{EVAL} reconstruction --model {ckpt} --teacher {TEACHER} --data ADE20K --seed S"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from canvit_model import PRESETS
-from canvit_eval.reconstruction import table3_checkpoint
+from canvit_eval.tasks.reconstruction import table3_checkpoint
 from canvit_results import bootstrap_ci, provenance, write_run
 
 PAPER = Path(__file__).resolve().parents[1]

@@ -17,7 +17,6 @@ another seed). The key names the run's identity (`c2f-s512-c32-seed3`), so a job
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .identity import sha256_file
 
 DEFAULT_ROOT = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
@@ -57,14 +58,6 @@ def _check_name(value: str, what: str) -> str:
             "(no slashes or spaces, not starting with a dot)"
         )
     return value
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -150,7 +143,7 @@ def is_complete(root: str | os.PathLike[str] | None, kind: str, key: str) -> boo
     meta = read_meta(ref.meta_path)
     if meta is None or not ref.table_path.is_file():
         return False
-    return meta.get("table_sha256") == _sha256(ref.table_path)
+    return meta.get("table_sha256") == sha256_file(ref.table_path)
 
 
 def write_run(
@@ -185,7 +178,7 @@ def write_run(
         "key": key,
         "complete": True,
         "table": ref.table_path.name,
-        "table_sha256": _sha256(ref.table_path),
+        "table_sha256": sha256_file(ref.table_path),
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
         "provenance": _jsonable(dict(provenance)),
