@@ -101,7 +101,7 @@ def test_train_probe_bad_input_creates_no_output_dir(ade, tmp_path, capsys):
     (tmp_path / "f").write_text("")
     with pytest.raises(SystemExit) as e:
         train_probe.main(["--model", str(model), "--data", str(ade), "--out", str(tmp_path / "f"), "--device", "cpu"])
-    assert e.value.code == 2 and f"error: --out '{tmp_path / 'f'}' is a file" in capsys.readouterr().err
+    assert e.value.code == 2 and f"--out: '{tmp_path / 'f'}' is a file" in capsys.readouterr().err
 
 
 NO_CUDA = "banana" if torch.cuda.is_available() else "cuda:7"  # a --device this machine cannot use

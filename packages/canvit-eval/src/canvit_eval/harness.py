@@ -311,7 +311,7 @@ def accumulate(
             print(f"ignoring {partial}: written by a run of another identity", file=sys.stderr)
 
     def save(next_batch: int) -> None:
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
 
         if partial is not None:
             meta = {"identity": identity, "next_batch": str(next_batch), "count": str(count), "failed": json.dumps(failed)}
@@ -360,7 +360,7 @@ class BatchParts:
         self.dir = directory
 
     def add(self, index: int, tensors: Mapping[str, torch.Tensor]) -> None:
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
 
         self.dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.dir / f"batch_{index:07d}.safetensors") as tmp:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_model import releases
 from canvit_results.cli import pick_device
 
 from ..harness import (
@@ -46,9 +47,9 @@ from ..harness import (
     skip_if_complete,
 )
 
-EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
-  canvit-eval in1k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
-      --probe canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe \\
+EXAMPLE = f"""example (one H100, the paper's Table 7 C2F row, seed 0):
+  canvit-eval in1k --model {releases.FLAGSHIP} \\
+      --probe {releases.IN1K_PROBE} \\
       --data /datasets/imagenet --split val --policy c2f --glimpses 21 --seed 0 --results results/
   (--data also takes a Hugging Face dataset id or save_to_disk directory, e.g. ILSVRC/imagenet-1k --split validation)"""
 
@@ -106,7 +107,7 @@ class PredictionWriter:
                                      "positions": torch.tensor(batch.positions, dtype=torch.int64)})
 
     def finish(self, num_batches: int) -> Path:
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
         from canvit_results import atomic_path
 
         joined = self.parts.join(num_batches)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from canvit_model import releases
 from canvit_results.cli import pick_device
 
 from ..harness import (
@@ -51,13 +52,13 @@ from ..harness import (
     skip_if_complete,
 )
 
-TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+TEACHER = releases.TEACHER
 METRICS = ("cos_patch_raw", "cos_cls_raw", "cos_patch_std", "cos_cls_std")
 EXAMPLE = f"""example (one H100; Table 4 baseline row, run seeds 0..4 for the 95% CI):
   canvit-eval reconstruction --model canvitb16 --teacher {TEACHER} \\
       --data /datasets/ADEChallengeData2016 --seed 0 --results results/
   --model takes a preset name (its released Table 3 checkpoint; canvitb16 = the ablation baseline
-  canvit/canvitb16-abl-baseline-2026-03-02), a hub id or a directory; your own checkpoint needs no preset
+  {releases.ABLATION_BASELINE}), a hub id or a directory; your own checkpoint needs no preset
   (--model runs/no-reads/final), though --preset no-reads files it under Table 3's no-reads row"""
 
 
@@ -123,7 +124,7 @@ def reconstruction_step(
 
 # Table 3's baseline row is the short-run ablation baseline (same recipe and budget as the ablations),
 # not the flagship release that `PRESETS["canvitb16"].hub_repo` names.
-ABLATION_BASELINE = "canvit/canvitb16-abl-baseline-2026-03-02"
+ABLATION_BASELINE = releases.ABLATION_BASELINE
 
 
 def table3_checkpoint(preset: str) -> str:
