@@ -4,7 +4,6 @@ two results, and Table 7 shows both, each row labelled `final@<digest>`; `make_t
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from canvit_data.synthetic import write_image_folder
 from canvit_eval.tasks import in1k

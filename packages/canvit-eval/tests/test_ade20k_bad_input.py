@@ -49,7 +49,7 @@ def _fake_checkpoint(path):
 def test_evaluate_checks_paths_before_skipping_a_complete_key(ade, tmp_path, capsys, store_complete):
     """A complete key in the store does not hide a typo: --data / --probe / --model are checked first."""
     import pandas as pd
-    from canvit_results import is_complete, provenance, write_run
+    from canvit_results import is_complete
 
     res = tmp_path / "res"
     model, probe = _fake_checkpoint(tmp_path / "m"), _fake_checkpoint(tmp_path / "p")

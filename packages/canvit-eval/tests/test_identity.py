@@ -14,7 +14,7 @@ from canvit_data.synthetic import write_ade20k, write_image_folder
 from canvit_eval.harness import batch_generator
 from canvit_eval.policies import make_policy
 from canvit_eval.tasks import ade20k, in1k, reconstruction, train_probe
-from canvit_model import BACKBONES, DINOv3, SegmentationProbe, ViTConfig, save_linear_probe
+from canvit_model import BACKBONES, DINOv3, ViTConfig, save_linear_probe
 from canvit_results import list_runs, read_meta
 
 TEACHER_DIM, N_CLASSES, N_IMAGES = 16, 6, 4

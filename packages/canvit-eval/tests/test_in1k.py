@@ -201,8 +201,6 @@ def test_hf_dataset_with_classlabel(setup):
 def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors, store_complete):
     """A complete key does not hide a typo in --data / --model / --probe (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
-    from canvit_results import provenance, write_run
-
     write_image_folder(tmp_path / "in1k" / "val", 2, num_classes=2, size=(32, 32))
     for name in ("model", "probe"):  # the published layout (only the files' presence is checked before a skip)
         (tmp_path / name).mkdir()

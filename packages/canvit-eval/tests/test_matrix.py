@@ -5,7 +5,7 @@ import pytest
 from canvit_data.synthetic import write_ade20k, write_image_folder
 from canvit_eval import matrix
 from canvit_eval.tasks import in1k as in1k_task
-from canvit_results import is_complete, list_runs, provenance, run_paths, write_run
+from canvit_results import is_complete, list_runs, run_paths
 
 
 @pytest.fixture(autouse=True)

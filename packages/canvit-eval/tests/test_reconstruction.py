@@ -101,8 +101,6 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys, only_key):
 def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors, store_complete):
     """A complete key does not hide a typo in --data / --model / --teacher (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
-    from canvit_results import provenance, write_run
-
     root = write_ade20k(tmp_path, 0, 1, size=(32, 32))
     for name in ("model", "teacher"):  # the published layout (only the files' presence is checked before a skip)
         (tmp_path / name).mkdir()

@@ -334,6 +334,29 @@ def accumulate(
     return Totals(sums, count, failed)
 
 
+def rollout_settings(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The settings of an `add_rollout_args` run that change a number (part of its identity)."""
+    return {"policy": args.policy, "glimpses": args.glimpses, "seed": args.seed, "scene_size": args.scene_size,
+            "canvas_grid": args.canvas_grid, "glimpse_px": args.glimpse_px, "batch_size": args.batch_size,
+            "amp": args.amp and device.type == "cuda", "limit": args.limit,
+            "preprocessing": "resize short side + center crop"}
+
+
+def image_means(ident: RunIdentity, args: argparse.Namespace, item: Callable[[int], tuple[torch.Tensor, Any]], n: int,
+                step: Callable[[SceneBatch], Mapping[str, torch.Tensor]], device: torch.device
+                ) -> tuple[dict[str, list[float]], int, list[int]]:
+    """A per-image evaluation (`in1k`, `reconstruction`) on the resumable loop: ({metric: [T] means over
+    images}, images evaluated, undecodable positions); `step` returns `image_sums` of its per-image metrics."""
+    totals = accumulate(
+        lambda start: scene_batches(item, n, batch_size=args.batch_size, device=device, workers=args.num_workers,
+                                    start_batch=start),
+        step, num_batches=-(-n // args.batch_size), partial=partial_path(args.results, ident.kind, ident.key),
+        identity=ident.digest, save_every=args.checkpoint_every, progress=not args.no_progress,
+        desc=f"{ident.kind} {ident.prefix}",
+    )
+    return {k: (v / totals.count).tolist() for k, v in totals.sums.items()}, totals.count, totals.failed
+
+
 def publish(results: str | os.PathLike[str] | None, ident: RunIdentity, table: Any, prov: dict[str, Any],
             extra: dict[str, Any], partial: Path) -> Any:
     """The finished table into the store under the identity's key (its record in `extra.identity`), then the

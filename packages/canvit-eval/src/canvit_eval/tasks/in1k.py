@@ -31,18 +31,18 @@ from ..harness import (
     RunIdentity,
     SceneBatch,
     ViewpointWriter,
-    accumulate,
     add_rollout_args,
     batch_generator,
     check_rollout_args,
     checkpoint_identity,
     data_identity,
+    image_means,
     image_sums,
     open_source,
     partial_path,
     publish,
     readable_prefix,
-    scene_batches,
+    rollout_settings,
     short_name,
     skip_if_complete,
 )
@@ -162,11 +162,7 @@ def plan(p: argparse.ArgumentParser, args: argparse.Namespace, device: torch.dev
     parts["data"] = data_identity(source, split, n, args.data)
     name = args.name or short_name(args.model)
     prefix = args.key or readable_prefix(name, args.policy, args.scene_size, args.canvas_grid, args.seed, args.limit)
-    settings = {"policy": args.policy, "glimpses": args.glimpses, "seed": args.seed, "scene_size": args.scene_size,
-                "canvas_grid": args.canvas_grid, "glimpse_px": args.glimpse_px, "batch_size": args.batch_size,
-                "amp": args.amp and device.type == "cuda", "limit": args.limit,
-                "preprocessing": "resize short side + center crop"}
-    return RunIdentity("in1k", name, prefix, parts, settings), source, n
+    return RunIdentity("in1k", name, prefix, parts, rollout_settings(args, device)), source, n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,16 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return image_sums(out)
 
     t0 = time.time()
-    part = partial_path(args.results, "in1k", key)
-    item = ClassifyItem(source, transform)
-    totals = accumulate(
-        lambda start: scene_batches(item, n, batch_size=args.batch_size, device=device, workers=args.num_workers,
-                                    start_batch=start),
-        step, num_batches=num_batches, partial=part, identity=ident.digest, save_every=args.checkpoint_every,
-        progress=not args.no_progress, desc=f"in1k {args.policy}",
-    )
-    count, failed = totals.count, totals.failed
-    means = {k: (v / count).tolist() for k, v in totals.sums.items()}
+    means, count, failed = image_means(ident, args, ClassifyItem(source, transform), n, step, device)
     import pandas as pd
 
     table = pd.DataFrame({"t": list(range(args.glimpses)), "top1": means["top1"], "top5": means["top5"]})
@@ -241,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["viewpoints"] = str(viewpoints.finish(num_batches))
     prov = provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "in1k", *argv])
-    ref = publish(args.results, ident, table, prov, extra, part)
+    ref = publish(args.results, ident, table, prov, extra, partial_path(args.results, "in1k", key))
     if ref is None:
         return 0
     last = table.iloc[-1]

@@ -37,17 +37,17 @@ from ..harness import (
     RunIdentity,
     SceneBatch,
     ViewpointWriter,
-    accumulate,
     add_rollout_args,
     batch_generator,
     check_rollout_args,
     checkpoint_identity,
     data_identity,
+    image_means,
     image_sums,
     open_source,
     partial_path,
     publish,
-    scene_batches,
+    rollout_settings,
     short_name,
     skip_if_complete,
 )
@@ -227,10 +227,7 @@ def plan(p: argparse.ArgumentParser, args: argparse.Namespace, device: torch.dev
     n = len(source) if args.limit is None else min(args.limit, len(source))
     parts["data"] = data_identity(source, split, n, args.data)
     prefix = args.key or run_prefix(key_name, args.seed, args.policy, args.glimpses, args.limit)
-    settings = {"policy": args.policy, "glimpses": args.glimpses, "seed": args.seed, "scene_size": args.scene_size,
-                "canvas_grid": args.canvas_grid, "glimpse_px": args.glimpse_px, "batch_size": args.batch_size,
-                "amp": args.amp and device.type == "cuda", "limit": args.limit, "preset": preset,
-                "preprocessing": "resize short side + center crop"}
+    settings = {**rollout_settings(args, device), "preset": preset}
     return RunIdentity("reconstruction", key_name, prefix, parts, settings), source, n, checkpoint, preset
 
 
@@ -282,16 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_viewpoint=viewpoints.recorder(batch, args.glimpses) if viewpoints else None))
 
     t0 = time.time()
-    part = partial_path(args.results, "reconstruction", key)
-    item = ClassifyItem(source, transform)
-    totals = accumulate(
-        lambda start: scene_batches(item, n, batch_size=args.batch_size, device=device, workers=args.num_workers,
-                                    start_batch=start),
-        step, num_batches=num_batches, partial=part, identity=ident.digest, save_every=args.checkpoint_every,
-        progress=not args.no_progress, desc=f"reconstruction {ident.name}",
-    )
-    count, failed = totals.count, totals.failed
-    means = {k: (v / count).tolist() for k, v in totals.sums.items()}
+    means, count, failed = image_means(ident, args, ClassifyItem(source, transform), n, step, device)
     import pandas as pd
 
     table = pd.DataFrame({"t": list(range(args.glimpses)), **{m: means[m] for m in METRICS}})
@@ -306,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["viewpoints"] = str(viewpoints.finish(num_batches))
     prov = provenance(config=config, seed=args.seed, checkpoint=checkpoint, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "reconstruction", *argv])
-    ref = publish(args.results, ident, table, prov, extra, part)
+    ref = publish(args.results, ident, table, prov, extra, partial_path(args.results, "reconstruction", key))
     if ref is None:
         return 0
     last = table.iloc[-1]
