@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 from canvit_data.synthetic import write_ade20k, write_image_folder
-from canvit_eval import matrix
+from canvit_eval import harness, matrix
 from canvit_eval.tasks import in1k as in1k_task
 from canvit_results import is_complete, list_runs, run_paths
 
@@ -15,6 +15,7 @@ def _offline(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     matrix._cached_identity.cache_clear()
+    harness._hub_revision.cache_clear()
 
 
 def _checkpoint(path, weights=b"w"):

@@ -142,7 +142,23 @@ def readable_prefix(name: str, policy: str, scene_size: int, canvas_grid: int, s
 
 
 def hub_revision(repo_id: str) -> str:
-    """The commit a hub id resolves to: the local cache's refs/main, else the hub's answer (OSError if neither)."""
+    """The commit a hub id resolves to: the local cache's refs/main, else the hub's answer (OSError if neither;
+    asked once per process, as the matrix plans many jobs of one model)."""
+    rev, why = _hub_revision(repo_id)
+    if rev is None:
+        raise OSError(why)
+    return rev
+
+
+@functools.lru_cache(maxsize=256)
+def _hub_revision(repo_id: str) -> tuple[str | None, str]:
+    try:
+        return _ask_hub_revision(repo_id), ""
+    except OSError as e:
+        return None, str(e)
+
+
+def _ask_hub_revision(repo_id: str) -> str:
     from huggingface_hub import constants
 
     ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
