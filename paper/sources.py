@@ -17,7 +17,7 @@ import pandas as pd
 from canvit_model import PRESETS, CanViTConfig, releases
 from canvit_results import load_runs, summarize
 
-from tablelib import Bold, Context, Pending, Table
+from paper.tablelib import Bold, Context, Pending, Table
 
 FLAGSHIP = releases.FLAGSHIP  # the released CanViT-B checkpoint
 TEACHER = releases.TEACHER

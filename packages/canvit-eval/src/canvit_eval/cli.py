@@ -13,6 +13,7 @@ COMMANDS = {
     "reconstruction": ("canvit_eval.tasks.reconstruction", "canvas-vs-teacher cosine per timestep (Tables 3-4)"),
     "matrix": ("canvit_eval.matrix", "the paper's run matrix: plan, run, skip what is done"),
     "visualize": ("canvit_eval.visualize", "glimpse boxes, canvas PCA, change maps: PNG strip + GIF"),
+    "demo": ("canvit_eval.demo", "a browser app: place glimpses or run a policy, see boxes, canvas, classes, latency"),
     "latency": ("canvit_eval.latency", "latency benchmark (App. I protocol); same as `canvit-latency`"),
 }
 

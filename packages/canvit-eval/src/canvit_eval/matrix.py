@@ -21,8 +21,8 @@ An incomplete job (killed: no sidecar) is run again (the subcommands resume from
 (`check_data`): a bad --ade20k / --imagenet is a usage error (exit 2), not a failed first job.
 
 GPU-time estimates (H100, bf16) come from the inference throughput measured on an RTX 4090 (c32 about
-1,350 glimpses/s, c64 about 430; pipeline-notes §6), times H100_OVER_4090 = 1.5 (our assumption),
-plus a fixed start-up cost per process; DINOv3 and the teacher are costed from their FLOPs at
+1,350 glimpses/s, c64 about 430, as reported for the authors' code; not measured here), times
+H100_OVER_4090 = 1.5 (our assumption), plus a fixed start-up cost per process; DINOv3 and the teacher are costed from their FLOPs at
 TEACHER_TFLOPS. They are planning figures, not measurements.
 """
 

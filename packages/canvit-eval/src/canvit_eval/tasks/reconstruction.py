@@ -3,7 +3,7 @@
 On held-out scenes (ADE20K val, Resize(512) + CenterCrop(512)), the DINOv3 teacher runs once per scene in
 float32 (autocast off); the CanViT sees T = 10 R-IID glimpses (`canvit_eval.rollout`), and after every
 glimpse its readouts predict the teacher's patch tokens (from the canvas) and CLS token (from the
-recurrent CLS). Four per-image numbers per timestep, averaged over images:
+recurrent CLS). Four per-image numbers per timestep (`canvit_model.metrics`), averaged over images:
 
 - `cos_patch_raw`, `cos_cls_raw`: cosine similarity between the **destandardized** prediction
   (x * sqrt(var + 1e-6) + mean, the checkpoint's teacher statistics) and the raw teacher features;
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from canvit_model import releases
+from canvit_model.metrics import RECONSTRUCTION_METRICS, model_reconstruction_cosines
 from canvit_results.cli import pick_device
 
 from ..harness import (
@@ -53,42 +53,13 @@ from ..harness import (
 )
 
 TEACHER = releases.TEACHER
-METRICS = ("cos_patch_raw", "cos_cls_raw", "cos_patch_std", "cos_cls_std")
+METRICS = RECONSTRUCTION_METRICS
 EXAMPLE = f"""example (one H100; Table 4 baseline row, run seeds 0..4 for the 95% CI):
   canvit-eval reconstruction --model canvitb16 --teacher {TEACHER} \\
       --data /datasets/ADEChallengeData2016 --seed 0 --results results/
   --model takes a preset name (its released Table 3 checkpoint; canvitb16 = the ablation baseline
   {releases.ABLATION_BASELINE}), a hub id or a directory; your own checkpoint needs no preset
   (--model runs/no-reads/final), though --preset no-reads files it under Table 3's no-reads row"""
-
-
-def reconstruction_cosines(
-    pred_patches: torch.Tensor,
-    pred_cls: torch.Tensor,
-    teacher_patches: torch.Tensor,
-    teacher_cls: torch.Tensor,
-    patch_standardizer: Any,
-    cls_standardizer: Any,
-) -> dict[str, torch.Tensor]:
-    """Per-image cosines {name: [B]} (float32).
-
-    pred_patches [B, N, D] and pred_cls [B, D]: readout outputs (standardized space);
-    teacher_patches [B, N, D] and teacher_cls [B, D]: raw teacher features (after DINOv3's final LN).
-    raw = cos(destandardize(pred), teacher); std = cos(pred, standardize(teacher)).
-    """
-    pp, pc = pred_patches.float(), pred_cls.float()
-    tp, tc = teacher_patches.float(), teacher_cls.float()
-    if pp.shape != tp.shape:
-        raise ValueError(f"predicted patches {list(pp.shape)} and teacher patches {list(tp.shape)} differ in shape")
-    if pc.shape != tc.shape:
-        raise ValueError(f"predicted CLS {list(pc.shape)} and teacher CLS {list(tc.shape)} differ in shape")
-    pc1, tc1 = pc[:, None], tc[:, None]  # [B, 1, D]: the CLS standardizer has one position
-    return {
-        "cos_patch_raw": F.cosine_similarity(patch_standardizer.destandardize(pp), tp, dim=-1).mean(-1),
-        "cos_cls_raw": F.cosine_similarity(cls_standardizer.destandardize(pc1), tc1, dim=-1)[:, 0],
-        "cos_patch_std": F.cosine_similarity(pp, patch_standardizer.standardize(tp), dim=-1).mean(-1),
-        "cos_cls_std": F.cosine_similarity(pc1, cls_standardizer.standardize(tc1), dim=-1)[:, 0],
-    }
 
 
 def reconstruction_step(
@@ -112,11 +83,8 @@ def reconstruction_step(
                       glimpse_px=glimpse_px, amp=amp):
         if on_viewpoint is not None:
             on_viewpoint(st.t, st.viewpoint)
-        with torch.inference_mode(), no_autocast(device):
-            pred_patches = model.predict_teacher_patches(st.state.canvas.float())  # [B, G*G, D_t]
-            pred_cls = model.predict_teacher_cls(st.state.recurrent_cls.float())  # [B, D_t]
-            cos = reconstruction_cosines(pred_patches, pred_cls, feats.patches, feats.cls,
-                                         model.teacher_patch_standardizer, model.teacher_cls_standardizer)
+        with torch.inference_mode():
+            cos = model_reconstruction_cosines(model, st.state.canvas, st.state.recurrent_cls, feats.patches, feats.cls)
         for m in METRICS:
             per_t[m].append(cos[m])
     return {m: torch.stack(v, 1) for m, v in per_t.items()}
@@ -129,9 +97,7 @@ ABLATION_BASELINE = releases.ABLATION_BASELINE
 
 def table3_checkpoint(preset: str) -> str:
     """The released checkpoint of a Table 3 row: the ablation baseline for `canvitb16`, else the preset's."""
-    from canvit_model import PRESETS
-
-    return ABLATION_BASELINE if preset == "canvitb16" else PRESETS[preset].hub_repo
+    return releases.table3_row(preset).hub_id
 
 
 def resolve_model(model: str, preset: str | None) -> tuple[str, str | None, str]:

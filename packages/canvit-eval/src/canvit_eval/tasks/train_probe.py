@@ -28,7 +28,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +44,7 @@ from canvit_model import SegmentationProbe
 from canvit_model import releases
 from canvit_model.io import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
-from canvit_results import atomic_path, provenance
+from canvit_results import atomic_dir, atomic_path, provenance
 
 from canvit_results.cli import float_in, output_dir, pick_device
 
@@ -360,7 +359,7 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None 
 
 def _publish(probe: SegmentationProbe, directory: Path, args, config: dict, identity: dict, t0: float, device,
              step: int, best) -> None:
-    """Write the probe in the published layout (atomically: into a temp dir, then renamed)."""
+    """Write the probe in the published layout (atomically: a temp dir swapped into place, `atomic_dir`)."""
     probe_copy = SegmentationProbe(probe.config.embed_dim, probe.config.num_classes, probe.config.dropout,
                                    probe.config.use_ln)
     probe_copy.load_state_dict({k: v.detach().cpu() for k, v in probe.state_dict().items()})
@@ -371,12 +370,8 @@ def _publish(probe: SegmentationProbe, directory: Path, args, config: dict, iden
                      "provenance": provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                                               wall_time_s=time.time() - t0, argv=sys.argv)},
     }
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    probe_copy.save_pretrained(tmp)
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    with atomic_dir(directory) as tmp:
+        probe_copy.save_pretrained(tmp)
 
 
 if __name__ == "__main__":
