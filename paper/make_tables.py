@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", nargs="+", default=[], metavar="FMT", dest="formats",
                     help="extra tabulate formats to write beside Markdown and CSV (latex, latex_booktabs, plain, "
                          "simple, grid, html, rst, ...); the first one is also what is printed")
+    ap.add_argument("--model", default=None, metavar="LABEL",
+                    help="show only this model's runs: its label as the tables print it (e.g. final@1a2b3c4d), "
+                         "the digest or name part of it, or the checkpoint path / hub id (default: the released "
+                         "CanViT-B if present, else every model, rows labelled)")
     ap.add_argument("--quiet", action="store_true", help="do not print the tables")
     ap.add_argument("--no-figures", action="store_true", help="do not build paper/figures/figureNN.py")
     args = ap.parse_args(argv)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and set(args.only) - available:
         ap.error(f"--only {' '.join(map(str, sorted(set(args.only) - available)))}: no such table; "
                  f"available: {' '.join(map(str, sorted(available)))}")
-    ctx = Context(results=results)
+    ctx = Context(results=results, model=args.model)
     tables = build_tables(args.only, ctx)
     write_all(tables, args.out, [f for f in formats if f != "github"])
     if not args.quiet:

@@ -344,16 +344,6 @@ def canvit_glimpse(
     return out
 
 
-def canvit_rollout(
-    cfg: CanViTConfig | None = None, *, num_glimpses: int, glimpse_px: int = 128, canvas_grid: int = 32,
-    convention: Convention = "paper", seg_head: bool = True,
-) -> Breakdown:
-    """C_total(T) = T (C_glimpse + C_seg) (eq. 20): linear in the number of glimpses."""
-    step = canvit_glimpse(cfg, glimpse_px=glimpse_px, canvas_grid=canvas_grid, convention=convention,
-                          seg_head=seg_head)
-    return step.scaled(num_glimpses)
-
-
 # -- DINOv3 (G.4) --------------------------------------------------------------------------------
 
 
