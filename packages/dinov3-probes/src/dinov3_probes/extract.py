@@ -170,7 +170,7 @@ def _write_real(split_dir: Path, real_path: str, source: Any, num_classes: int |
     aligned = align_real_labels(real, keys, source=real_path)
     atomic_write_text(split_dir / REAL_NAME, json.dumps({"source": str(real_path), "labels": dict(zip(keys, aligned))}))
 
-EXAMPLE = f"""example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
+EXAMPLE = f"""Example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
     dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
         --split train --epochs 10 --out features/vitb16
     dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
