@@ -3,12 +3,14 @@
     from canvit_model import CanViTForPretraining, Viewpoint, sample_at_viewpoint
 """
 
-from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
+from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState, canvit_num_params
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
-from .presets import PRESETS, Preset, preset
-from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
+from .presets import PRESETS, TEST_PRESETS, Preset, preset
+from .viewpoints import IID_LAWS, MIN_SCALE, IIDViewpoints, iid_viewpoint, quadtree_tiles, quadtree_viewpoint
+from .viewpoints import random_viewpoints
+from .metrics import RECONSTRUCTION_METRICS, model_reconstruction_cosines, reconstruction_cosines
 from .classification import (
     CanViTForImageClassification,
     ClassificationOutput,
@@ -19,8 +21,8 @@ from .classification import (
     save_linear_probe,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
-from .preprocess import imagenet_denormalize
-from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
+from .preprocess import center_crop_labels, imagenet_denormalize
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, ade20k_targets
 
 __version__ = "0.1.0"
 
@@ -32,21 +34,29 @@ __all__ = [
     "CanViTOutput",
     "DINOv3",
     "DINOv3Features",
+    "IID_LAWS",
+    "IIDViewpoints",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_SCALE",
     "PRESETS",
+    "RECONSTRUCTION_METRICS",
     "Preset",
     "RecurrentState",
+    "TEST_PRESETS",
     "ViTConfig",
     "Viewpoint",
+    "canvit_num_params",
     "center_crop_transform",
     "grid_coords",
+    "iid_viewpoint",
     "imagenet_denormalize",
+    "model_reconstruction_cosines",
     "preset",
     "quadtree_tiles",
     "quadtree_viewpoint",
     "random_viewpoints",
+    "reconstruction_cosines",
     "sample_at_viewpoint",
     "square_resize_transform",
     "CanViTForImageClassification",
@@ -58,5 +68,6 @@ __all__ = [
     "save_linear_probe",
     "CanViTForSemanticSegmentation",
     "SegmentationProbe",
-    "preprocess_labels",
+    "ade20k_targets",
+    "center_crop_labels",
 ]

@@ -1,12 +1,5 @@
 """`dinov3-probes extract`: cache DINOv3 CLS features (final LayerNorm, bf16 autocast on GPU, stored float32).
 
-Example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
-
-    dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet \\
-        --split train --epochs 10 --out features/vitb16
-    dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet \\
-        --split val --out features/vitb16 --real-labels real.json
-
 Train images get the Inception crop (RandomResizedCrop 0.08-1, ratio 3/4-4/3, + flip), seeded per
 (seed, epoch, image), one file set per augmentation epoch (`--epochs E`, `--first-epoch K` for job arrays).
 Val images get Resize(S) + CenterCrop(S). Re-running skips complete parts.
@@ -26,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from canvit_model import releases
 from canvit_results import provenance
 from canvit_results.cli import int_at_least, pick_device, resolved_location, same_location
 
@@ -176,12 +170,19 @@ def _write_real(split_dir: Path, real_path: str, source: Any, num_classes: int |
     aligned = align_real_labels(real, keys, source=real_path)
     atomic_write_text(split_dir / REAL_NAME, json.dumps({"source": str(real_path), "labels": dict(zip(keys, aligned))}))
 
+EXAMPLE = f"""example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
+    dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
+        --split train --epochs 10 --out features/vitb16
+    dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
+        --split val --out features/vitb16 --real-labels real.json"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     from canvit_results.cli import HelpFormatter, default_workers, output_dir
 
-    p = argparse.ArgumentParser(prog="dinov3-probes extract", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True, help="DINOv3 hub id (facebook/dinov3-vitb16-pretrain-lvd1689m) or a "
+    p = argparse.ArgumentParser(prog="dinov3-probes extract", description=__doc__, epilog=EXAMPLE,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", required=True, help=f"DINOv3 hub id ({releases.TEACHER}) or a "
                    "directory in the transformers layout, or an official .pth")
     p.add_argument("--data", required=True, help="ImageFolder root (ROOT/<split>/<class>/<image> or the split "
                    "folder itself) or a Hugging Face dataset id / save_to_disk directory with a label column")

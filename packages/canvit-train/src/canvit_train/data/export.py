@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from canvit_model import releases
+
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene
 from .shards import (
     EXPORT_FILE,
@@ -101,15 +103,15 @@ def teacher_shape(teacher: str) -> tuple[int, int]:
     """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run. The released
     DINOv3 hub ids are known offline."""
     from canvit_model.config import backbone_config
-    from canvit_model.dinov3 import HUB_REPOS, config_from_hf
-    from canvit_model.hub import CONFIG_NAME, resolve_files
-    from canvit_model.hub import read_json as read_cfg
+    from canvit_model import io
+    from canvit_model.convert import config_from_hf
+    from canvit_model.dinov3 import HUB_REPOS
 
     known = {repo: name for name, repo in HUB_REPOS.items()}
     if teacher in known:  # no hub request: offline, it would spend ~30 s in retries before falling back
         cfg = backbone_config(known[teacher])
     else:
-        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+        cfg, _ = config_from_hf(io.read_json(io.resolve_files(teacher, [io.CONFIG_NAME])[io.CONFIG_NAME]))
     return cfg.patch_size, cfg.dim
 
 
@@ -437,9 +439,9 @@ def dry_run(cfg: ExportConfig) -> str:
     return "\n".join(lines)
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""examples:
   # ImageNet-21k on one GPU (resumable: re-run the same command after an interruption)
-  canvit-train export-teacher-features --teacher facebook/dinov3-vitb16-pretrain-lvd1689m \\
+  canvit-train export-teacher-features --teacher {releases.TEACHER} \\
       --scenes /data/imagenet21k/winter21_whole --out /features/in21k-vitb16-512 --device cuda
   # 8 GPUs on one machine (each rank exports shards s % 8 == rank), then check
   torchrun --nproc-per-node 8 -m canvit_train.data.export --teacher ... --scenes ... --out ...

@@ -114,7 +114,7 @@ def iter_shard_features(
 def save_standardizers(
     stats: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    from canvit_model.hub import write_safetensors
+    from canvit_model.io import write_safetensors
 
     path = Path(path)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}

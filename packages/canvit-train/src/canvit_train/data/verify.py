@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from canvit_model import releases
+
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene
 from .shards import (
     EXPORT_FILE,
@@ -229,10 +231,10 @@ def verify_features(
     return rep
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""examples:
   canvit-train verify-features /features/in21k-vitb16-512
   canvit-train verify-features /features/in21k-vitb16-512 --recompute 16 \\
-      --teacher facebook/dinov3-vitb16-pretrain-lvd1689m --device cuda
+      --teacher {releases.TEACHER} --device cuda
 """
 
 

@@ -8,6 +8,7 @@ import datetime as _dt
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,26 @@ def export_final(latest: Any, cfg: PretrainConfig, run_dir: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":  # torchrun -m canvit_train.pretrain.cli ...
-    from canvit_train.cli import pretrain_main
+def pretrain_main(argv: Sequence[str] | None = None) -> int:
+    """The `pretrain` console script (and `python -m canvit_train.pretrain.cli`): the run's own status only.
 
+    Ctrl-C outside the training loop is one line and 130 (inside it, the loop checkpoints first); the
+    output streams are flushed here, where a failure (a closed pipe) cannot turn a finished run's 0 into the
+    interpreter's exit status 120 at shutdown.
+    """
+    from canvit_results.cli import run_main
+
+    rc = run_main("pretrain", main, list(sys.argv[1:] if argv is None else argv), resume_hint=RESUME_HINT)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said anyway
+            try:  # and the interpreter's own flush at exit must not fail on it again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+    return rc
+
+
+if __name__ == "__main__":  # torchrun -m canvit_train.pretrain.cli ...
     raise SystemExit(pretrain_main())
