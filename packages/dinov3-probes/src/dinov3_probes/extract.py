@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from canvit_model import releases
 from canvit_results import provenance
-from canvit_results.cli import int_at_least, local_path, pick_device, same_location
+from canvit_results.cli import int_at_least, pick_device, resolved_location, same_location
 
 from .augment import crop_rng, inception_crop
 from .features import FORMAT, REAL_NAME, SPLITS, atomic_write_text, num_parts, part_complete, write_part
@@ -77,11 +77,11 @@ def _manifest(args: argparse.Namespace, source: Any, model: Any) -> dict[str, An
     return {
         "format": FORMAT,
         "split": args.split,
-        "model": local_path(args.model),
+        "model": resolved_location(args.model),
         "backbone": backbone_name(model),
         "dim": model.embed_dim,
         "resolution": args.resolution,
-        "data": local_path(args.data),
+        "data": resolved_location(args.data),
         "num_images": len(source),
         "num_classes": len(source.classes) if source.classes else None,
         "classes": list(source.classes) if source.classes else None,
