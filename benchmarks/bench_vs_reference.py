@@ -8,7 +8,7 @@ repository root:
     .venv-ref/bin/python benchmarks/bench_vs_reference.py                  # 512/32^2 + 1024/64^2, 1 and 2 threads
     .venv-ref/bin/python benchmarks/bench_vs_reference.py --scenes 512 --threads 1 --repeats 10
 
-What is timed is the paper's latency call (Appendix I / pipeline-notes 2.8): batch 1, fp32, eager,
+What is timed is the paper's latency call (paper Appendix I): batch 1, fp32, eager,
 torch.inference_mode, `init_state(1, scene/16)` + one forward of a 128 px full-scene glimpse. Both
 models are CanViT-B with the same seeded random weights (the reference's state dict, loaded into ours:
 the checkpoint layouts are identical). Calls alternate ours / reference (in an order that flips every

@@ -148,10 +148,10 @@ def visualize(
 
     Returns {"rows": {name: [T PIL images]}, "viewpoints": [(cy, cx, s)]}.
     """
+    from canvit_model.rollout import no_autocast, rollout
     from PIL import ImageDraw
 
     from .policies import make_policy
-    from .rollout import no_autocast, rollout
 
     device = next(model.parameters()).device
     scenes = scene[None].to(device)
