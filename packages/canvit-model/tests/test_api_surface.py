@@ -86,3 +86,17 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(which, tmp_path, monkey
             assert torch.equal(back(x), model.eval()(x))
     with pytest.raises(ValueError, match="repo_id"):
         model.push_to_hub("not-a-repo-id")
+
+
+def test_label_preprocessing_names_say_what_they_do():
+    """`preprocess.preprocess_labels(size)` is canvit-pytorch's transform (a one-argument callable); the
+    ADE20K-specific shift-and-squash is `ade20k_targets`, and the old name is gone from segmentation."""
+    import canvit_model
+    from canvit_model import preprocess, segmentation
+
+    assert list(inspect.signature(preprocess.preprocess_labels).parameters) == ["size"]
+    assert list(inspect.signature(preprocess.preprocess).parameters) == ["size"]
+    assert callable(preprocess.preprocess_labels(8))
+    assert not hasattr(segmentation, "preprocess_labels") and "preprocess_labels" not in canvit_model.__all__
+    assert canvit_model.ade20k_targets is segmentation.ade20k_targets
+    assert list(inspect.signature(segmentation.ade20k_targets).parameters) == ["mask", "size"]

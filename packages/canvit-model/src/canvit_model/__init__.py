@@ -21,8 +21,8 @@ from .classification import (
     save_linear_probe,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
-from .preprocess import imagenet_denormalize
-from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
+from .preprocess import center_crop_labels, imagenet_denormalize
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, ade20k_targets
 
 __version__ = "0.1.0"
 
@@ -67,5 +67,6 @@ __all__ = [
     "save_linear_probe",
     "CanViTForSemanticSegmentation",
     "SegmentationProbe",
-    "preprocess_labels",
+    "ade20k_targets",
+    "center_crop_labels",
 ]

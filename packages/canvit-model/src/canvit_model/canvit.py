@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._pytree import register_dataclass
 from .config import CanViTConfig
 from .geometry import Viewpoint, grid_coords
 from .convert import parse_pretraining_config, rename_v01_key
@@ -36,6 +37,7 @@ from .layers.vpe import ViewpointEncoding
 from .presets import preset
 
 
+@register_dataclass
 @dataclass(frozen=True)
 class RecurrentState:
     """What carries over between glimpses: canvas [B, R + G*G, D_can] and recurrent CLS [B, 1, D]."""
@@ -48,6 +50,7 @@ class RecurrentState:
         return RecurrentState(canvas=self.canvas.detach(), recurrent_cls=self.recurrent_cls.detach())
 
 
+@register_dataclass
 @dataclass(frozen=True)
 class CanViTOutput:
     state: RecurrentState

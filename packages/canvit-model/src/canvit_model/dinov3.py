@@ -10,7 +10,7 @@ DINOv3's prefix tokens and final LayerNorm:
 Native state-dict names are the official (facebookresearch/dinov3 torch-hub) names, so the official
 `.pth` maps one to one except for two buffers: `rope_embed.periods` (ignored; see below) and
 `blocks.N.attn.qkv.bias_mask` (folded into `qkv.bias`). The Hugging Face layout of
-`facebook/dinov3-vit*16-pretrain-lvd1689m` (config.json + model.safetensors, transformers key names,
+released repos (`HUB_REPOS`, ids from `releases`; config.json + model.safetensors, transformers key names,
 `layer.N.` or `model.layer.N.`) is read and written too.
 
 RoPE periods are computed in float32 from the formula 100^(j/16), as transformers does. The official
@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import releases
 from .config import BACKBONES, ViTConfig, backbone_config
 from .convert import config_from_hf, config_from_official, hf_config, hf_state_dict, state_dict_from_hf
 from .convert import state_dict_from_official
@@ -53,10 +54,7 @@ from .preprocess import check_normalized
 NUM_REGISTERS = 4
 
 # Hub repos of the five released LVD-1689M models (gated: accept the terms, then `hf auth login` or HF_TOKEN).
-HUB_REPOS: dict[str, str] = {
-    name: f"facebook/dinov3-{name}-pretrain-lvd1689m"
-    for name in ("vits16", "vits16plus", "vitb16", "vitl16", "vith16plus")
-}
+HUB_REPOS: dict[str, str] = {name: releases.dinov3(name) for name in releases.DINOV3_BACKBONES}
 
 
 @dataclass
@@ -200,7 +198,7 @@ class DINOv3(PushToHubMixin, ViT):
         official `.pth` (a ViTConfig or a name in BACKBONES) when it cannot be inferred from the shapes.
 
         - Hugging Face layout (config.json + model.safetensors, transformers key names): a hub repo such
-          as "facebook/dinov3-vitb16-pretrain-lvd1689m" or a directory written by `save_pretrained`
+          as `releases.TEACHER` (ViT-B/16) or a directory written by `save_pretrained`
           (ours or transformers').
         - Official layout: a `.pth` state dict (a file, a directory holding exactly one `.pth`, or
           `filename="...pth"` inside a hub repo / directory). Read with `torch.load(weights_only=True)`;

@@ -183,6 +183,9 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
                     model.train()
     finally:
         records.close()
+        stop_workers = getattr(loader, "_shutdown_workers", None)  # now, not at interpreter exit
+        if stop_workers is not None:
+            stop_workers()
 
     # -- the end: final weights (canvit-pytorch 0.2 layout) and the loss curves in the results store --
     summary: dict[str, Any] = {"status": status, "step": step, "run_dir": str(run_dir), "last_loss": last_loss,
