@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 from canvit_data.synthetic import write_ade20k
-from canvit_eval import reconstruction as rec
+from canvit_eval.tasks import reconstruction as rec
 from canvit_model import DINOv3, ViTConfig
 from canvit_results import is_complete, load_runs, read_meta
 
@@ -23,10 +23,10 @@ def test_resolve_model_and_keys():
         rec.resolve_model("runs/x", None)
     with pytest.raises(ValueError, match="unknown"):
         rec.resolve_model("runs/x", "nope")
-    assert rec.run_key("no-reads", 3) == "no-reads-seed3"
+    assert rec.run_prefix("no-reads", 3) == "no-reads-seed3"
 
 
-def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
+def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys, only_key):
     m = tiny_canvit
     with torch.no_grad():
         for s in (m.teacher_patch_standardizer, m.teacher_cls_standardizer):
@@ -39,11 +39,12 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
             "--glimpses", "4", "--batch-size", "2", "--num-workers", "0", "--no-progress", "--device", "cpu",
             "--results", str(tmp_path / "res")]
     assert rec.main(argv) == 0
-    assert is_complete(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")
-    table = pd.read_csv(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.csv")
+    key = only_key(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")
+    assert is_complete(tmp_path / "res", "reconstruction", key)
+    table = pd.read_csv(tmp_path / "res" / "reconstruction" / f"{key}.csv")
     assert list(table.columns) == ["t", *rec.METRICS] and table.t.tolist() == [0, 1, 2, 3]
     assert ((table[list(rec.METRICS)].abs() <= 1).all().all())
-    meta = read_meta(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.json")
+    meta = read_meta(tmp_path / "res" / "reconstruction" / f"{key}.json")
     assert meta["extra"]["preset"] == "no-reads" and meta["extra"]["num_images"] == 5  # validation only
     assert meta["extra"]["num_glimpses"] == 4 and meta["extra"]["seed"] == 0
     assert len(load_runs(tmp_path / "res", "reconstruction")) == 4
@@ -53,11 +54,9 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
     assert "--canvas-grid 4" in capsys.readouterr().err
 
 
-def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors):
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors, store_complete):
     """A complete key does not hide a typo in --data / --model / --teacher (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
-    from canvit_results import provenance, write_run
-
     root = write_ade20k(tmp_path, 0, 1, size=(32, 32))
     for name in ("model", "teacher"):  # the published layout (only the files' presence is checked before a skip)
         (tmp_path / name).mkdir()
@@ -67,9 +66,10 @@ def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, ex
     (tmp_path / "empty").mkdir()
     res = tmp_path / "res"
     t = pd.DataFrame({"t": [0], **{m: [0.5] for m in rec.METRICS}})
-    write_run(res, "reconstruction", "no-reads-seed0", t, provenance(config={}))
     good = {"--model": str(tmp_path / "model"), "--preset": "no-reads", "--teacher": str(tmp_path / "teacher"),
             "--data": str(root)}
+    for teacher in (tmp_path / "teacher", tmp_path / "dv3.pth"):
+        store_complete(rec, ["--device", "cpu", *[x for kv in {**good, "--teacher": str(teacher)}.items() for x in kv]], t, res)
 
     def main(**bad):
         return rec.main(["--results", str(res), "--device", "cpu"] +

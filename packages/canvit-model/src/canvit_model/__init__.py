@@ -7,7 +7,7 @@ from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState, 
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
-from .presets import PRESETS, Preset, preset
+from .presets import PRESETS, TEST_PRESETS, Preset, preset
 from .viewpoints import IID_LAWS, MIN_SCALE, IIDViewpoints, iid_viewpoint, quadtree_tiles, quadtree_viewpoint
 from .viewpoints import random_viewpoints
 from .metrics import RECONSTRUCTION_METRICS, model_reconstruction_cosines, reconstruction_cosines
@@ -43,6 +43,7 @@ __all__ = [
     "RECONSTRUCTION_METRICS",
     "Preset",
     "RecurrentState",
+    "TEST_PRESETS",
     "ViTConfig",
     "Viewpoint",
     "canvit_num_params",

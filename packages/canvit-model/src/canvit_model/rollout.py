@@ -111,11 +111,32 @@ def rollout(
     for t in range(num_glimpses):
         with torch.inference_mode():
             viewpoint = policy.next(t, logits).to(device)
-            glimpse = sample_at_viewpoint(scenes, viewpoint, glimpse_px)  # [B, 3, g, g] float32
-            with autocast(device, amp):
-                out = model(glimpse, state, viewpoint)
-            state = out.state
-            if probe is not None:
-                with no_autocast(device):
-                    logits = probe(state.canvas).float()  # [B, C, G, G]
+        out, logits = glimpse_step(model, scenes, state, viewpoint, glimpse_px=glimpse_px, amp=amp, probe=probe)
+        state = out.state
         yield RolloutStep(t=t, viewpoint=viewpoint, output=out, seg_logits=logits)
+
+
+def glimpse_step(
+    model: torch.nn.Module,
+    scenes: torch.Tensor,
+    state: RecurrentState,
+    viewpoint: Viewpoint,
+    *,
+    glimpse_px: int,
+    amp: bool = True,
+    probe: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[CanViTOutput, torch.Tensor | None]:
+    """One glimpse of a rollout, wherever its viewpoint came from (a policy, or a click in `canvit-eval demo`):
+    extract it, update the state, and run `probe` on the new canvas. Returns (output, logits [B, C, G, G] | None);
+    numerics as in the module docstring."""
+    device = scenes.device
+    logits = None
+    with torch.inference_mode():
+        viewpoint = viewpoint.to(device)
+        glimpse = sample_at_viewpoint(scenes, viewpoint, glimpse_px)  # [B, 3, g, g] float32
+        with autocast(device, amp):
+            out = model(glimpse, state, viewpoint)
+        if probe is not None:
+            with no_autocast(device):
+                logits = probe(out.state.canvas).float()  # [B, C, G, G]
+    return out, logits

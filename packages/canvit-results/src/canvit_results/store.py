@@ -16,7 +16,6 @@ another seed). The key names the run's identity (`c2f-s512-c32-seed3`), so a job
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_bytes
+from .identity import sha256_file
 
 DEFAULT_ROOT = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
@@ -60,12 +60,6 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _jsonable(x: Any) -> Any:
@@ -120,7 +114,7 @@ def is_complete(root: str | os.PathLike[str] | None, kind: str, key: str) -> boo
     meta = read_meta(ref.meta_path)
     if meta is None or not ref.table_path.is_file():
         return False
-    return meta.get("table_sha256") == _sha256(ref.table_path)
+    return meta.get("table_sha256") == sha256_file(ref.table_path)
 
 
 def write_run(
@@ -155,7 +149,7 @@ def write_run(
         "key": key,
         "complete": True,
         "table": ref.table_path.name,
-        "table_sha256": _sha256(ref.table_path),
+        "table_sha256": sha256_file(ref.table_path),
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
         "provenance": _jsonable(dict(provenance)),
