@@ -71,6 +71,15 @@ def _check_name(value: str, what: str) -> str:
 
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of one file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _jsonable(x: Any) -> Any:
     """Config values -> JSON (dataclasses, paths, tensors' scalars, numpy scalars)."""
     import dataclasses
