@@ -7,6 +7,7 @@ from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
+from .layers.fast import CPU_MODES, cpu_inference
 from .presets import PRESETS, Preset, preset
 from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
 from .classification import (
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES",
+    "CPU_MODES",
     "CanViT",
     "CanViTConfig",
     "CanViTForPretraining",
@@ -41,6 +43,7 @@ __all__ = [
     "ViTConfig",
     "Viewpoint",
     "center_crop_transform",
+    "cpu_inference",
     "grid_coords",
     "imagenet_denormalize",
     "preset",
