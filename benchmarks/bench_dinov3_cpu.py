@@ -23,7 +23,7 @@ def build(arch: str):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     from canvit_model import DINOv3
-    from canvit_model.dinov3 import hf_config, state_dict_from_hf
+    from canvit_model.convert import hf_config, state_dict_from_hf
 
     ours = DINOv3(arch)
     cfg = {k: v for k, v in hf_config(ours.cfg, ours.num_registers).items() if k not in ("architectures", "model_type")}

@@ -85,7 +85,10 @@ def write_all(tables: list[Table], out: Path, formats: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", type=int, nargs="+", metavar="N", help="table numbers to build (default: all)")
-    ap.add_argument("--out", type=Path, default=HERE / "out", help="output directory (default: paper/out)")
+    from canvit_results.cli import output_dir
+
+    ap.add_argument("--out", type=lambda v: Path(output_dir(v)), default=HERE / "out",
+                    help="output directory (default: paper/out)")
     ap.add_argument("--results", type=Path, default=None,
                     help="results store to read, an existing directory (default: $CANVIT_RESULTS, else results/ at the "
                          "repository root; one not created yet reads as empty)")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from canvit_model import PRESETS, CanViTConfig
+from canvit_model import PRESETS, CanViTConfig, releases
 from canvit_results import load_runs, summarize
 
 from tablelib import Bold, Context, Pending, Table
 
-FLAGSHIP = PRESETS["canvitb16"].hub_repo  # the released CanViT-B checkpoint
-TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+FLAGSHIP = releases.FLAGSHIP  # the released CanViT-B checkpoint
+TEACHER = releases.TEACHER
 
 # The policies' store names (canvit-eval --policy) and the paper's labels.
 POLICY_LABELS = {"c2f": "C2F", "eg-c2f": "Entropy C2F", "f-iid": "F-IID", "r-iid": "R-IID", "f2c": "F2C",
@@ -34,7 +34,7 @@ MATRIX = f"{EVAL} matrix"
 
 
 def dinov3_hub(backbone: str) -> str:
-    return f"facebook/dinov3-{backbone}-pretrain-lvd1689m"
+    return releases.dinov3(backbone)
 
 
 def ade20k_probe_cmd(scene: int, grid: int) -> str:
@@ -71,15 +71,8 @@ def in1k(policy: str, scene: int = 512, grid: int = 32, *, n: int | None = None)
 
 
 def pretrain_preset_for(model_preset: str) -> str:
-    """The canvit-train pretraining preset that trains a canvit_model preset (ablations at their length)."""
-    from canvit_train.pretrain.config import PRESETS as TRAIN
-
-    if model_preset == "canvitb16":
-        return "canvit-b"
-    for name, cfg in TRAIN.items():
-        if name.startswith("abl-") and cfg.model_preset == model_preset:
-            return name
-    return "canvit-b"
+    """The `pretrain --preset` recipe that trains a model preset's Table 3 row (canvitb16: `abl-baseline`)."""
+    return releases.table3_row(model_preset).recipe
 
 
 def pretrain(preset: str) -> str:
@@ -88,9 +81,7 @@ def pretrain(preset: str) -> str:
 
 def reconstruction(model_preset: str) -> Pending:
     """Canvas-vs-teacher cosine of one checkpoint (kind `reconstruction`)."""
-    from canvit_eval.reconstruction import table3_checkpoint  # canvitb16's row: the ablation baseline
-
-    p, ckpt = PRESETS[model_preset], table3_checkpoint(model_preset)
+    p, ckpt = PRESETS[model_preset], releases.table3_row(model_preset).hub_id  # canvitb16: the ablation baseline
     cmd = f"{EVAL} reconstruction --model {ckpt} --teacher {TEACHER} --data ADE20K --seed S"
     return Pending(cmd, f"a GPU, ADE20K val (2,000 held-out scenes), the {p.name} checkpoint ({ckpt} on the "
                         f"hub, or train it: `{pretrain(pretrain_preset_for(p.name))}`) and the DINOv3 ViT-B "
@@ -129,7 +120,7 @@ INT_META = ("extra.scene_size", "extra.canvas_grid", "extra.input_px", "extra.se
 
 def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
     """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns."""
-    df = load_runs(ctx.results, kind, with_meta=list(meta))
+    df = load_runs(ctx.results, kind, with_meta=list(meta), missing_ok=True)
     for m in meta:
         if m not in df.columns:
             df[m] = pd.Series(dtype=object)

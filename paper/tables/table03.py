@@ -5,6 +5,7 @@ the CanViT-B baseline preset `canvitb16`)."""
 from __future__ import annotations
 
 import sources
+import canvit_model
 from canvit_eval import flops
 from canvit_model import PRESETS
 from tablelib import Context, Pending, Table, default_results
@@ -45,7 +46,7 @@ def build(ctx: Context | None = None) -> list[Table]:
     rows = []
     for p in PRESETS.values():
         row = "" if p.table3_row == "baseline" else p.table3_row
-        n = p.num_params()
+        n = canvit_model.canvit_num_params(p.config)
         g = gflops(p)
         d_sp, d_cls = (delta(summ, p.name, m) for m in sources.RECON_METRICS.values())
         paper_sp, paper_cls = PAPER_DELTA[p.table3_row]

@@ -99,7 +99,7 @@ def _hp(tp: dict) -> list[str]:
 
 
 def table18(ctx: Context, records: list[dict]) -> Table:
-    metas = load_meta(ctx.results, "dinov3-probes")
+    metas = load_meta(ctx.results, "dinov3-probes", missing_ok=True)
     cols = ["Model", "Study", "Optimizer"]
     for c in HP_COLUMNS:
         cols += [c, f"{c} (paper)"]

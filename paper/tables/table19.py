@@ -67,7 +67,7 @@ def load_results(paths: list[Path] | None = None, results: Path | None = None) -
         with open(p, newline="", encoding="utf-8") as f:
             rows.extend(csv.DictReader(f))
     if results is not None:
-        df = load_runs(results, "latency")
+        df = load_runs(results, "latency", missing_ok=True)
         if not df.empty:
             df = df.drop(columns=["kind", "run_key"])
             for rec in df.to_dict("records"):

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from canvit_model import PRESETS
-from canvit_eval.reconstruction import table3_checkpoint
+from canvit_model import PRESETS, releases
 from canvit_results import bootstrap_ci, provenance, write_run
 
 PAPER = Path(__file__).resolve().parents[1]
@@ -59,7 +58,7 @@ def store(tmp_path_factory) -> Path:
     _write(root, "ade20k", "other-c2f-s512-c32-seed0", {"t": ts, "miou": [0.99] * 21}, model="runs/mine",
            policy="c2f", scene_size=512, canvas_grid=32, seed=0)
     (root / "ade20k" / "canvitb16-f2c-s512-c32-seed0.csv").write_text("t,miou\n0,0.99\n")
-    _write(root, "ade20k-dinov3", "dinov3-vitb16-128px", {"t": [0], "miou": [0.290]}, model="facebook/x",
+    _write(root, "ade20k-dinov3", "dinov3-vitb16-128px", {"t": [0], "miou": [0.290]}, model=releases.dinov3("vitb16"),
            backbone="vitb16", input_px=128)
     for policy in IN1K_LEVEL:
         for seed in range(2):
@@ -72,7 +71,7 @@ def store(tmp_path_factory) -> Path:
             _write(root, "reconstruction", f"{preset}-seed{seed}",
                    {"t": list(range(10)), "cos_patch_raw": [v[0] for v in vals], "cos_cls_raw": [v[1] for v in vals],
                     "cos_patch_std": [0.5] * 10, "cos_cls_std": [0.5] * 10},
-                   model=table3_checkpoint(preset), preset=preset, num_glimpses=10, seed=seed)
+                   model=releases.table3_row(preset).hub_id, preset=preset, num_glimpses=10, seed=seed)
     # runs that claim preset canvitb16 but are not the paper's configuration: never in the baseline row
     bad = {"t": list(range(10)), "cos_patch_raw": [0.99] * 10, "cos_cls_raw": [0.99] * 10,
            "cos_patch_std": [0.5] * 10, "cos_cls_std": [0.5] * 10}
@@ -100,12 +99,12 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(store):
-    from canvit_model.presets import Preset
+    import canvit_model
 
     # Table 3's parameter counts are checked by test_make_tables; here only its Δ columns matter, so skip
     # building twelve models.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Preset, "num_params", lambda self: 95_200_000)
+        mp.setattr(canvit_model, "canvit_num_params", lambda config: 95_200_000)
         ts = make_tables.build_tables([3, 4, 5, 6, 7, 17, 18], Context(results=store, latency_csvs=[]))
     return {t.number: t for t in ts}
 
@@ -199,14 +198,15 @@ def test_tables_03_04_reconstruction(tables):
     assert "canvitb16-flagship-seed0 (the flagship release" in left_out[0] and "canvitb16-seed0-limit64" in left_out[0]
     assert left_out[0] in t3.notes
     # with no baseline run, its pending command evaluates the ablation baseline, not the (left out) flagship
-    assert "--model canvit/canvitb16-abl-baseline-2026-03-02 " in sources.reconstruction("canvitb16").command
+    assert f"--model {releases.ABLATION_BASELINE} " in sources.reconstruction("canvitb16").command
+    assert "pretrain --preset abl-baseline`" in sources.reconstruction("canvitb16").needs  # its recipe, not canvit-b
     d = _row(t3, Preset="dcan256")
     mb = np.mean([recon("canvitb16", s, 9)[0] for s in range(2)])
     md = np.mean([recon("dcan256", s, 9)[0] for s in range(2)])
     assert d["Δ Sp. Cos"] == f"{100 * (md / mb - 1):.1f}%" and d["Δ Sp. Cos (paper)"] == "-12.0%"
     assert _row(t3, Preset="canvitb16")["Δ CLS Cos"] == "ref"
     k = _row(t3, Preset="no-vpe")["Δ Sp. Cos"]
-    assert isinstance(k, Pending) and "reconstruction --model canvit/canvitb16-abl-no-vpe" in k.command
+    assert isinstance(k, Pending) and f"reconstruction --model {releases.table3_row('no-vpe').hub_id} " in k.command
     assert "pretrain --preset abl-no-vpe" in k.needs
     assert t3.counts() == (12 * 2 + 2 * 2, 10 * 2)
 
@@ -216,7 +216,7 @@ def test_tables_17_18_dinov3_probes(tables):
     assert b["Best epoch"] == "2 of 3" and b["IN1k top-1 (ours)"] == "85.00" and b["ReaL top-1 (ours)"] == "89.54"
     assert b["ReaL top-1 (official)"] == "89.3" and b["Study"] == "study1 (holdout)"
     s = _row(tables[17], Model="ViT-S/16")["IN1k top-1 (ours)"]
-    assert isinstance(s, Pending) and "dinov3-probes extract --model facebook/dinov3-vits16-pretrain-lvd1689m" in s.command
+    assert isinstance(s, Pending) and f"dinov3-probes extract --model {releases.dinov3('vits16')} " in s.command
     assert "dinov3-probes export" in s.command
     h = _row(tables[18], Model="ViT-B/16")
     assert (h["Loss"], h["Batch size"], h["Peak LR"], h["(β1, β2)"], h["DINOv3 init"], h["Total epochs"]) == \

@@ -9,7 +9,7 @@ import torch
 from canvit_data.synthetic import write_ade20k, write_dataset
 from canvit_eval.ade20k.data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20k
 from canvit_eval.ade20k.metrics import ConfusionMatrix
-from canvit_model import preprocess_labels
+from canvit_model import ade20k_targets
 
 
 def test_miou_against_a_hand_computed_confusion_matrix():
@@ -69,7 +69,7 @@ def test_datasets_source_and_eval_squish(tmp_path):
     x, y = ds[1]
     assert x.shape == (3, 40, 40) and x.dtype == torch.float32
     assert y.shape == (40, 40) and y.dtype == torch.int64
-    assert torch.equal(y, preprocess_labels(mask, 40))
+    assert torch.equal(y, ade20k_targets(mask, 40))
     assert set(y.unique().tolist()) <= {0, 1, 2, 3, 255}
     assert len(EvalSet(val, 40, limit=2)) == 2
 

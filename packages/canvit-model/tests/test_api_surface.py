@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from canvit_model import PRESETS, CanViT, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig
+from canvit_model import PRESETS, CanViT, CanViTConfig, CanViTForPretraining, DINOv3, ViTConfig, canvit_num_params
 
 SMALL = CanViTConfig(backbone_name="vits16", canvas_num_heads=2, canvas_head_dim=32)
 
@@ -28,7 +28,7 @@ def test_from_preset_builds_every_table3_preset(name):
         m = CanViTForPretraining.from_preset(name)
         b = CanViT.from_preset(name)
     assert m.config == PRESETS[name].config and b.config == PRESETS[name].config
-    assert sum(p.numel() for p in b.parameters()) == PRESETS[name].num_params()
+    assert sum(p.numel() for p in b.parameters()) == canvit_num_params(PRESETS[name].config)
     assert (m.teacher_dim, m.teacher_patch_grid) == (768, 32)
 
 
@@ -86,3 +86,17 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(which, tmp_path, monkey
             assert torch.equal(back(x), model.eval()(x))
     with pytest.raises(ValueError, match="repo_id"):
         model.push_to_hub("not-a-repo-id")
+
+
+def test_label_preprocessing_names_say_what_they_do():
+    """`preprocess.preprocess_labels(size)` is canvit-pytorch's transform (a one-argument callable); the
+    ADE20K-specific shift-and-squash is `ade20k_targets`, and the old name is gone from segmentation."""
+    import canvit_model
+    from canvit_model import preprocess, segmentation
+
+    assert list(inspect.signature(preprocess.preprocess_labels).parameters) == ["size"]
+    assert list(inspect.signature(preprocess.preprocess).parameters) == ["size"]
+    assert callable(preprocess.preprocess_labels(8))
+    assert not hasattr(segmentation, "preprocess_labels") and "preprocess_labels" not in canvit_model.__all__
+    assert canvit_model.ade20k_targets is segmentation.ade20k_targets
+    assert list(inspect.signature(segmentation.ade20k_targets).parameters) == ["mask", "size"]

@@ -144,7 +144,8 @@ def test_v01_classifier_layout_loads(tiny, tmp_path):
     norm.*, head.*) loads into the same model as its 0.2 twin."""
     from pathlib import Path
 
-    from canvit_model.hub import rename_v01_key, save_atomic
+    from canvit_model.convert import rename_v01_key
+    from canvit_model.io import save_atomic
 
     probe = _probe()
     clf = CanViTForImageClassification.from_pretraining_model(tiny, probe)

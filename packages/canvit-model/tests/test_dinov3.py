@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from canvit_model import BACKBONES, DINOv3
-from canvit_model.dinov3 import (
+from canvit_model.convert import (
     config_from_hf,
     hf_state_dict,
     state_dict_from_hf,

@@ -111,7 +111,7 @@ def test_hub_cache_layout_is_read_offline(tmp_path, monkeypatch):
 
 
 def test_pickles_are_never_read(tmp_path):
-    from canvit_model.hub import read_safetensors
+    from canvit_model.io import read_safetensors
 
     p = tmp_path / "model.bin"
     torch.save({"x": torch.zeros(1)}, p)
@@ -122,7 +122,7 @@ def test_pickles_are_never_read(tmp_path):
 def test_safetensors_writer_takes_views_strides_and_every_dtype(tmp_path):
     from safetensors import safe_open
 
-    from canvit_model.hub import write_safetensors
+    from canvit_model.io import write_safetensors
 
     qkv = torch.randn(6, 4)
     q, k, v = qkv.split(2, dim=0)  # views of one storage, as DINOv3's HF export produces

@@ -64,9 +64,7 @@ def test_checkpoint_layout_matches_canvit_pytorch(tmp_path):
     for variant, fields in scenario.VARIANTS.items():
         with torch.device("meta"):
             m = CanViTForPretraining(CanViTConfig(**fields), teacher_dim=768, teacher_patch_grid=32)
-        from canvit_model.hub import pretraining_config_dict
-
-        assert pretraining_config_dict(m) == layouts[variant]["config.json"], variant
+        assert m.config_dict() == layouts[variant]["config.json"], variant
         ours = {k: [list(v.shape), str(v.dtype)] for k, v in m.state_dict().items()}
         assert ours == layouts[variant]["keys"], variant
     # and a real file written by our save_pretrained parses back to the same layout
@@ -77,7 +75,7 @@ def test_checkpoint_layout_matches_canvit_pytorch(tmp_path):
 
 def test_v01_layouts_rename_onto_ours():
     """Every 0.1 checkpoint layout (as canvit-pytorch 0.1.10 saves it) maps key-for-key onto our model."""
-    from canvit_model.hub import parse_pretraining_config, rename_v01_key
+    from canvit_model.convert import parse_pretraining_config, rename_v01_key
 
     layouts = json.loads((PARITY / "fixtures" / "reference_layout_v01.json").read_text())["layouts"]
     assert set(layouts) == set(scenario.VARIANTS)
@@ -94,7 +92,7 @@ def test_v01_checkpoint_directory_loads_and_matches_reference(tmp_path):
     """A directory in the real 0.1 layout loads through from_pretrained and reproduces the golden rollout."""
     from safetensors.torch import save_file
 
-    from canvit_model.hub import rename_v01_key
+    from canvit_model.convert import rename_v01_key
 
     variant = "vit-s"
     layout = json.loads((PARITY / "fixtures" / "reference_layout_v01.json").read_text())["layouts"][variant]

@@ -1,4 +1,4 @@
-"""SegmentationProbe, CanViTForSemanticSegmentation and preprocess_labels (published probe layout)."""
+"""SegmentationProbe, CanViTForSemanticSegmentation and ade20k_targets (published probe layout)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from canvit_model import (
     SegmentationProbe,
     ViTConfig,
     Viewpoint,
-    preprocess_labels,
+    ade20k_targets,
     sample_at_viewpoint,
 )
 from canvit_model.segmentation import upsample_logits
@@ -125,25 +125,25 @@ def test_probe_for_another_canvas_width_is_refused(tiny_dirs, tmp_path):
         CanViTForSemanticSegmentation.from_pretrained_with_probe(d / "model", tmp_path / "wrong")
 
 
-def test_preprocess_labels_shift_and_ignore():
+def test_ade20k_targets_shift_and_ignore():
     m = torch.tensor([[0, 1], [150, 3]], dtype=torch.uint8)
-    assert preprocess_labels(m).tolist() == [[255, 0], [149, 2]]
+    assert ade20k_targets(m).tolist() == [[255, 0], [149, 2]]
     with pytest.raises(ValueError, match="integer"):
-        preprocess_labels(torch.zeros(2, 2))
+        ade20k_targets(torch.zeros(2, 2))
 
 
 @pytest.mark.parametrize("src,dst", [((37, 53), 32), ((20, 30), 64), ((512, 683), 512), ((7, 7), 5)])
-def test_preprocess_labels_resize_is_pil_nearest(src, dst):
+def test_ade20k_targets_resize_is_pil_nearest(src, dst):
     from PIL import Image
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 151, size=src, dtype=np.uint8)
     pil = Image.fromarray(arr, "L")
-    ours_pil = preprocess_labels(pil, dst)
+    ours_pil = ade20k_targets(pil, dst)
     ref = torch.from_numpy(np.asarray(pil.resize((dst, dst), Image.NEAREST)).astype(np.int64))
     ref = torch.where(ref == 0, 255, ref - 1)
     assert torch.equal(ours_pil, ref)  # exactly torchvision's PIL path (which calls PIL's resize)
-    assert torch.equal(preprocess_labels(torch.from_numpy(arr), dst), ref)  # tensors: the same rule
+    assert torch.equal(ade20k_targets(torch.from_numpy(arr), dst), ref)  # tensors: the same rule
     assert ours_pil.shape == (dst, dst) and ours_pil.dtype == torch.int64
 
 

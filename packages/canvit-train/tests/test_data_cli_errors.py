@@ -37,13 +37,13 @@ def test_too_few_scenes_is_an_error_line_of_its_own(tmp_path, capsys):
 
 def test_dry_run_knows_the_released_teachers_without_the_hub(monkeypatch):
     """`export-teacher-features --dry-run` on an offline machine: no hub request (it used to retry for ~30 s)."""
-    import canvit_model.hub
+    import canvit_model.io
     from canvit_train.data import export
 
     def no_network(*a, **k):
         raise AssertionError("hub request")
 
-    monkeypatch.setattr(canvit_model.hub, "resolve_files", no_network)
+    monkeypatch.setattr(canvit_model.io, "resolve_files", no_network)
     assert export.teacher_shape("facebook/dinov3-vitb16-pretrain-lvd1689m") == (16, 768)
     assert export.teacher_shape("facebook/dinov3-vits16-pretrain-lvd1689m") == (16, 384)
 

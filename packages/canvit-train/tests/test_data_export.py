@@ -103,7 +103,11 @@ def test_corrupt_shards_are_named_by_verify_and_loader(ref, capsys):
     assert f"{bad}: checksum mismatch" in err and "NaN" in err
     with pytest.raises(ShardError, match=f"{bad}: checksum mismatch"):
         FeatureShardLoader(out, data.scenes, batch_size=4, num_workers=0, checksum=True)
-    it = iter(FeatureShardLoader(out, data.scenes, batch_size=4, num_workers=0))
+    it = iter(FeatureShardLoader(out, data.scenes, batch_size=4, num_workers=0))  # sha256 when shard 1 opens
+    with pytest.raises(ShardError, match=f"{bad}: checksum mismatch"):
+        for _ in range(4):
+            next(it)
+    it = iter(FeatureShardLoader(out, data.scenes, batch_size=4, num_workers=0, verify_on_open=False))
     with pytest.raises(ShardError, match=f"{bad}: patches has NaN/inf values \\(row 2"):
         for _ in range(4):
             next(it)

@@ -99,7 +99,7 @@ def test_folder_export_verify_standardizers_loader(run, capsys):
     torch.testing.assert_close(z.mean(0), torch.zeros(4, 32), atol=1e-4, rtol=0)
     sd = model.state_dict()
     assert torch.equal(sd["teacher_cls_standardizer.mean"], stats["cls_mean"])
-    assert standardizers.main([str(out), "--out", str(std), "--num-scenes", "100"]) == 2
+    assert standardizers.main([str(out), "--out", str(std), "--num-scenes", "100", "--force"]) == 2
     wrong = CanViTForPretraining(CanViTConfig(backbone_name="vits16"), teacher_dim=32, teacher_patch_grid=3)
     with pytest.raises(ValueError, match="teacher_patch_grid"):
         standardizers.apply_standardizers(wrong, stats)

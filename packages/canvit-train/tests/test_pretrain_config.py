@@ -21,3 +21,14 @@ def test_ablations_keep_expected_length_and_name_real_models():
     assert preset("abl-no-bptt").tbptt_chunk == 1 and preset("abl-no-dense").dense_loss is False
     with pytest.raises(ValueError, match="valid presets"):
         preset("nope")
+
+
+def test_every_table3_row_names_the_recipe_that_trains_it():
+    from canvit_model import releases
+    from canvit_train.pretrain.config import PRESETS as TRAIN
+
+    for r in releases.TABLE3:
+        assert TRAIN[r.recipe].model_preset == r.model_preset, r
+    assert {r.recipe for r in releases.TABLE3} == {n for n in TRAIN if n.startswith("abl-")}
+    assert TRAIN[releases.table3_row("canvitb16").recipe] == TRAIN["abl-baseline"] != TRAIN["canvit-b"]
+    assert TRAIN[releases.FLAGSHIP_RECIPE] == TRAIN["canvit-b"] and TRAIN["canvit-b"].teacher == releases.TEACHER

@@ -18,8 +18,8 @@ COMMANDS = {
 
 EXAMPLES = (
     "canvit-eval matrix --dry-run --ade20k /data/ADEChallengeData2016 --imagenet /data/imagenet",
-    "canvit-eval ade20k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\\n"
-    "      --probe canvit/probe-ade20k-40k-s512-c32-in21k --data /data/ADEChallengeData2016 --policy c2f --glimpses 21",
+    "canvit-eval ade20k --model CANVIT --probe PROBE --data /data/ADEChallengeData2016 --policy c2f --glimpses 21\n"
+    "      (CANVIT, PROBE: hub ids or directories; `canvit-eval ade20k --help` names the released ones)",
 )
 
 

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_model import releases
 from canvit_results import atomic_path, atomic_write_text
 from canvit_results.cli import int_at_least, pick_device, store_dir
 
-EXAMPLE = """example (one H100, the paper's Table 7 C2F row, seed 0):
-  canvit-eval in1k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
-      --probe canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe \\
+EXAMPLE = f"""example (one H100, the paper's Table 7 C2F row, seed 0):
+  canvit-eval in1k --model {releases.FLAGSHIP} \\
+      --probe {releases.IN1K_PROBE} \\
       --data /datasets/imagenet --split val --policy c2f --glimpses 21 --seed 0 --results results/
   (--data also takes a Hugging Face dataset id or save_to_disk directory, e.g. ILSVRC/imagenet-1k --split validation)"""
 
@@ -263,7 +264,7 @@ class PredictionWriter:
         self.final = results_root(results) / "in1k" / f"{key}.predictions.safetensors"
 
     def add(self, batch: SceneBatch, predictions: torch.Tensor) -> None:
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
 
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"batch_{batch.index:07d}.safetensors"
@@ -274,7 +275,7 @@ class PredictionWriter:
     def finish(self, num_batches: int) -> Path:
         import shutil
 
-        from canvit_model.hub import write_safetensors
+        from canvit_model.io import write_safetensors
         from safetensors.torch import load_file
 
         parts = [load_file(str(self.dir / f"batch_{i:07d}.safetensors")) for i in range(num_batches)

@@ -2,7 +2,7 @@
 prints its plan): nothing is loaded or downloaded.
 
 A spec that is not an existing local path must look like a Hugging Face hub id, `owner/name` (the rule of
-`canvit_model.hub.resolve_files`); a hub id is checked when it is loaded.
+`canvit_model.io.resolve_files`); a hub id is checked when it is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from canvit_model.hub import CONFIG_NAME, WEIGHTS_NAME
+from canvit_model.io import CONFIG_NAME, WEIGHTS_NAME
 
 
 def local_path(spec: str | os.PathLike[str]) -> Path | None:

@@ -428,7 +428,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from canvit_results.cli import store_dir
+    from canvit_results.cli import output_file, store_dir
 
     ap = argparse.ArgumentParser(
         prog="canvit-latency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="results store root (default: $CANVIT_RESULTS or results/); the run is kind 'latency'")
     ap.add_argument("--key", default=None,
                     help="run key in the results store (default: <host>-<date>); re-use it to resume")
-    ap.add_argument("--out", type=Path, default=None, metavar="FILE.csv",
+    ap.add_argument("--out", type=lambda v: Path(output_file(v)), default=None, metavar="FILE.csv",
                     help="append to this plain CSV instead of the results store; configurations already in it "
                          "are skipped")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration, run nothing")

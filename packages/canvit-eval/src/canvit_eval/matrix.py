@@ -33,20 +33,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from canvit_model import releases
 from canvit_results.cli import int_at_least, store_dir
 
 from .in1k import run_key as in1k_key
 from .reconstruction import run_key as reconstruction_key
 
-CANVIT_B = "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02"
-IN1K_PROBE = "canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe"
-FINETUNED = "canvit/canvitb16-add-vpe-finetune-g128px-s512px-in1k-2026-04-06"  # the paper's 84.5%
-TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+CANVIT_B = releases.FLAGSHIP
+IN1K_PROBE = releases.IN1K_PROBE
+FINETUNED = releases.FINETUNED_IN1K  # the paper's 84.5%
+TEACHER = releases.TEACHER
 ADE20K_CONFIGS = ((512, 32), (512, 64), (1024, 64))
 ADE20K_POLICIES = ("c2f", "eg-c2f", "f-iid", "r-iid", "f2c", "rfs")
 IN1K_POLICIES = ("c2f", "f2c", "f-iid", "r-iid", "rfs")
 DETERMINISTIC = frozenset({"eg-c2f", "rfs"})
-DINOV3_SIZES = {"vits16": "dv3s", "vitb16": "dv3b"}
+DINOV3_SIZES = releases.DINOV3_SHORT
 DINOV3_INPUT_PX = (128, 144, 160, 192, 256, 384, 512)
 KINDS = ("ade20k", "ade20k-dinov3", "in1k", "reconstruction")
 
@@ -62,11 +63,11 @@ TEACHER_TFLOPS = 100.0  # sustained bf16/TF32 throughput assumed for plain ViT f
 
 
 def ade20k_probe(scene: int, grid: int, model_short: str = "in21k") -> str:
-    return f"canvit/probe-ade20k-40k-s{scene}-c{grid}-{model_short}"
+    return releases.ade20k_probe(scene, grid, model_short)
 
 
 def dinov3_probe(backbone: str, px: int) -> str:
-    return f"canvit/probe-ade20k-40k-{DINOV3_SIZES[backbone]}-{px}px"
+    return releases.dinov3_ade20k_probe(backbone, px)
 
 
 def glimpse_seconds(num_glimpses: int, canvas_grid: int) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from canvit_model import releases
 from canvit_results.cli import pick_device
 
 from .in1k import (
@@ -41,13 +42,13 @@ from .in1k import (
     publish,
 )
 
-TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+TEACHER = releases.TEACHER
 METRICS = ("cos_patch_raw", "cos_cls_raw", "cos_patch_std", "cos_cls_std")
 EXAMPLE = f"""example (one H100; Table 4 baseline row, run seeds 0..4 for the 95% CI):
   canvit-eval reconstruction --model canvitb16 --teacher {TEACHER} \\
       --data /datasets/ADEChallengeData2016 --seed 0 --results results/
   --model takes a preset name (its released Table 3 checkpoint; canvitb16 = the ablation baseline
-  canvit/canvitb16-abl-baseline-2026-03-02), a hub id or a directory; for your own checkpoint, name its
+  {releases.ABLATION_BASELINE}), a hub id or a directory; for your own checkpoint, name its
   preset: --model runs/no-reads/final --preset no-reads"""
 
 
@@ -110,7 +111,7 @@ def reconstruction_step(
 
 # Table 3's baseline row is the short-run ablation baseline (same recipe and budget as the ablations),
 # not the flagship release that `PRESETS["canvitb16"].hub_repo` names.
-ABLATION_BASELINE = "canvit/canvitb16-abl-baseline-2026-03-02"
+ABLATION_BASELINE = releases.ABLATION_BASELINE
 
 
 def table3_checkpoint(preset: str) -> str:

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from canvit_model import releases
 from canvit_results import atomic_path, atomic_write_text
 
-EXAMPLE = """example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
-  canvit-eval visualize --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
+EXAMPLE = f"""example (CPU is fine: one image, 10 glimpses, the released CanViT-B and ADE20K probe):
+  canvit-eval visualize --model {releases.FLAGSHIP} \\
       --image cat.jpg --policy c2f --glimpses 10 --out viz/ \\
-      --probe canvit/probe-ade20k-40k-s512-c32-in21k"""
+      --probe {releases.ade20k_probe(512, 32)}"""
 
 
 # -- pictures from tensors --------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def write_outputs(rows: dict[str, list[Any]], out: Path, *, frame_ms: int = 700)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from canvit_results.cli import int_at_least, pick_device
+    from canvit_results.cli import int_at_least, output_dir, pick_device
 
     from .policies import POLICY_NAMES
 
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--resize", choices=("squish", "crop"), default="squish",
                    help="scene: resize to a square (ADE20K protocol, default) or short side + centre crop")
     p.add_argument("--probe", default=None, help="ADE20K segmentation probe of this canvas grid (hub id or dir)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, type=output_dir, help="output directory")
     p.add_argument("--panel-px", type=int_at_least(1, "--panel-px"), default=256, help="side of each panel in px (default 256)")
     p.add_argument("--frame-ms", type=int_at_least(1, "--frame-ms"), default=700, help="GIF frame duration (default 700 ms)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")

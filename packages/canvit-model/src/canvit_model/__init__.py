@@ -3,7 +3,7 @@
     from canvit_model import CanViTForPretraining, Viewpoint, sample_at_viewpoint
 """
 
-from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState
+from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState, canvit_num_params
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
@@ -20,8 +20,8 @@ from .classification import (
     save_linear_probe,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, square_resize_transform
-from .preprocess import imagenet_denormalize
-from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, preprocess_labels
+from .preprocess import center_crop_labels, imagenet_denormalize
+from .segmentation import CanViTForSemanticSegmentation, SegmentationProbe, ade20k_targets
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,7 @@ __all__ = [
     "RecurrentState",
     "ViTConfig",
     "Viewpoint",
+    "canvit_num_params",
     "center_crop_transform",
     "cpu_inference",
     "grid_coords",
@@ -61,5 +62,6 @@ __all__ = [
     "save_linear_probe",
     "CanViTForSemanticSegmentation",
     "SegmentationProbe",
-    "preprocess_labels",
+    "ade20k_targets",
+    "center_crop_labels",
 ]

@@ -22,17 +22,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._pytree import register_dataclass
 from .config import CanViTConfig
 from .geometry import Viewpoint
-from .hub import PushToHubMixin
+from .convert import parse_pretraining_config, rename_v01_key
+from .hub import MODEL_CARD, PushToHubMixin
+from .io import CONFIG_NAME, WEIGHTS_NAME, check_load_options, load_checked, read_json, read_safetensors
+from .io import resolve_files, save_atomic
 from .layers.canvas_attention import CanvasRead, CanvasWrite
+from .layers.fast import CpuMode, check_cpu_mode, cpu_inference, current_cpu_mode
 from .layers.heads import PositionStandardizer, Readout
-from .layers.fast import CpuMode, cpu_inference, current_cpu_mode, check_cpu_mode
 from .layers.rope import grid_rope_tables, rope_periods, rope_tables, unsqueeze_heads
 from .layers.vit import ViT
 from .layers.vpe import ViewpointEncoding
+from .presets import preset
 
 
+@register_dataclass
 @dataclass(frozen=True)
 class RecurrentState:
     """What carries over between glimpses: canvas [B, R + G*G, D_can] and recurrent CLS [B, 1, D]."""
@@ -45,6 +51,7 @@ class RecurrentState:
         return RecurrentState(canvas=self.canvas.detach(), recurrent_cls=self.recurrent_cls.detach())
 
 
+@register_dataclass
 @dataclass(frozen=True)
 class CanViTOutput:
     state: RecurrentState
@@ -116,8 +123,6 @@ class CanViT(nn.Module):
     @classmethod
     def from_preset(cls, name: str) -> CanViT:
         """A randomly initialised CanViT of a named preset (`canvit_model.PRESETS`: CanViT-B, Table 3 rows)."""
-        from .presets import preset
-
         return cls(preset(name).config)
 
     # -- state -----------------------------------------------------------------------------------
@@ -301,6 +306,13 @@ class CanViT(nn.Module):
         return b, grid
 
 
+def canvit_num_params(config: CanViTConfig) -> int:
+    """Parameters of the base CanViT (no readout heads, no buffers) of `config`: Table 3's "Params"."""
+    with torch.device("meta"):  # shapes only: no memory allocated
+        model = CanViT(_check_config(config))
+    return sum(p.numel() for p in model.parameters())
+
+
 class CanViTForPretraining(PushToHubMixin, nn.Module):
     """CanViT plus the teacher-space readouts and standardizers used for dense latent distillation.
 
@@ -350,8 +362,6 @@ class CanViTForPretraining(PushToHubMixin, nn.Module):
         """Randomly initialised weights for a named preset (`canvit_model.PRESETS`: "canvitb16" and every
         Table 3 row, e.g. "no-vpe", "vit-s"), with readouts for a `teacher_dim` teacher on a
         `teacher_patch_grid`² grid (DINOv3 ViT-B/16 on 512 px scenes: 768, 32)."""
-        from .presets import preset
-
         return cls(preset(name).config, teacher_dim=teacher_dim, teacher_patch_grid=teacher_patch_grid)
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
@@ -376,7 +386,7 @@ class CanViTForPretraining(PushToHubMixin, nn.Module):
             raise ValueError(f"recurrent_cls must be [B, 1, D], got {list(recurrent_cls.shape)}")
         return self.teacher_cls_readout(recurrent_cls[:, 0])
 
-    # -- checkpoints (see hub.py) ----------------------------------------------------------------
+    # -- checkpoints (files: io.py; layouts: convert.py) -------------------------------------------
 
     @classmethod
     def from_pretrained(
@@ -398,16 +408,31 @@ class CanViTForPretraining(PushToHubMixin, nn.Module):
         revision: hub branch / tag / commit ("canvit-pytorch-0.1" for the old layout). token: hub token
         (default: `hf auth login` / HF_TOKEN). cache_dir: hub cache. local_files_only: never download.
         """
-        from .hub import load_pretraining_model
-
-        return load_pretraining_model(
-            path_or_id, map_location=map_location, dtype=dtype, revision=revision, token=token,
-            cache_dir=cache_dir, local_files_only=local_files_only,
+        device, dtype = check_load_options(map_location, dtype)
+        files = resolve_files(
+            path_or_id, [CONFIG_NAME, WEIGHTS_NAME], revision=revision, token=token, cache_dir=cache_dir,
+            local_files_only=local_files_only,
         )
+        raw = read_json(files[CONFIG_NAME])
+        cfg, teacher_dim, grid, layout = parse_pretraining_config(raw, source=os.fspath(files[CONFIG_NAME]))
+        state_dict = read_safetensors(files[WEIGHTS_NAME])
+        if layout == "0.1":
+            state_dict = {rename_v01_key(k): v for k, v in state_dict.items()}
+        model = cls(cfg, teacher_dim=teacher_dim, teacher_patch_grid=grid)
+        load_checked(model, state_dict, source=f"{os.fspath(path_or_id)} ({layout} layout)")
+        model.hub_extra = {k: raw[k] for k in ("metadata", "training") if k in raw}
+        return model.to(device=device, dtype=dtype).eval()
+
+    def config_dict(self) -> dict[str, Any]:
+        """config.json of the canvit-pytorch 0.2 layout (plus the "metadata" / "training" it was loaded with)."""
+        cfg = {
+            "canvit_config": self.canvit_config.to_dict(),
+            "teacher_dim": self.teacher_dim,
+            "teacher_patch_grid": self.teacher_patch_grid,
+        }
+        cfg.update(self.hub_extra)
+        return cfg
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """Write config.json + model.safetensors (+ README.md) in the canvit-pytorch 0.2 layout, atomically."""
-        from .hub import save_pretraining_model
-
-        return save_pretraining_model(self, save_directory)
-
+        return save_atomic(save_directory, self.config_dict(), self.state_dict(), readme=MODEL_CARD)

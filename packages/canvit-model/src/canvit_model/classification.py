@@ -12,7 +12,7 @@ so the head is LayerNorm -> Linear and runs in float32 with autocast off (a bf16
 top-1 predictions). The CLS standardizer has one set of statistics (the c = 32 ones of the published
 checkpoints), whatever canvas grid is used at inference.
 
-Probe layout (the published `canvit/dinov3-*-in1k-*-linear-clf-probe` repos, also written by
+Probe layout (the published `releases.dinov3_in1k_probe(backbone)` repos, also written by
 `dinov3-probes`): `config.json` with `in_features`, `out_features` (+ free metadata) and
 `model.safetensors` with exactly `weight` [C, D] and `bias` [C], float32.
 
@@ -31,19 +31,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from .canvit import CanViT, CanViTForPretraining, RecurrentState
+from .canvit import CanViT, CanViTForPretraining, RecurrentState, _check_config, _check_int
 from .config import CanViTConfig
+from .convert import _config_from_v01, rename_v01_key
 from .geometry import Viewpoint
-from .hub import (
+from .hub import PushToHubMixin
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    PushToHubMixin,
-    _config_from_v01,
     check_load_options,
     load_checked,
     read_json,
     read_safetensors,
-    rename_v01_key,
     resolve_files,
     save_atomic,
 )
@@ -171,15 +170,39 @@ class ClassificationOutput:
 class CanViTForImageClassification(PushToHubMixin, nn.Module):
     """CanViT + a classification readout on the recurrent CLS (one prediction per glimpse)."""
 
-    def __init__(self, canvit_config: CanViTConfig | None = None, num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        canvit_config: CanViTConfig | None = None,
+        num_classes: int | None = None,
+        *,
+        n_classes: int | None = None,
+    ) -> None:
+        """`n_classes` (keyword-only) is canvit-pytorch's name, `num_classes` ours; give either (default 1000)."""
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes={num_classes} must be >= 1")
-        self.canvit_config = canvit_config or CanViTConfig()
-        self.num_classes = num_classes
+        if num_classes is not None and n_classes is not None and num_classes != n_classes:
+            raise ValueError(f"n_classes={n_classes!r} and num_classes={num_classes!r} disagree: give one of them")
+        name = "n_classes" if n_classes is not None else "num_classes"
+        classes = n_classes if n_classes is not None else num_classes if num_classes is not None else 1000
+        classes = _check_int(classes, name)
+        self.canvit_config = _check_config(canvit_config)
         self.canvit = CanViT(self.canvit_config)
-        self.readout = ClassificationReadout(self.canvit_config.backbone.dim, num_classes)
+        self.readout = ClassificationReadout(self.canvit_config.backbone.dim, classes)
         self.hub_extra: dict[str, Any] = {}
+
+    @property
+    def n_classes(self) -> int:
+        """The number of classes C (the readout's output width; canvit-pytorch's name)."""
+        return self.readout.proj.out_features
+
+    @property
+    def num_classes(self) -> int:
+        """Same as `n_classes`."""
+        return self.readout.proj.out_features
+
+    @property
+    def config(self) -> CanViTConfig:
+        """The CanViT architecture (canvit-pytorch's name); also `canvit_config`."""
+        return self.canvit_config
 
     def init_state(self, batch_size: int, canvas_grid_size: int) -> RecurrentState:
         return self.canvit.init_state(batch_size=batch_size, canvas_grid_size=canvas_grid_size)
@@ -208,7 +231,7 @@ class CanViTForImageClassification(PushToHubMixin, nn.Module):
     ) -> CanViTForImageClassification:
         """Frozen classifier: the pretraining model's CanViT + the probe fused behind its CLS readout."""
         head = fuse_probe(pretrained.teacher_cls_readout, pretrained.teacher_cls_standardizer, probe)
-        model = cls(pretrained.canvit_config, num_classes=head.proj.out_features)
+        model = cls(canvit_config=pretrained.canvit_config, n_classes=head.proj.out_features)
         model.canvit.load_state_dict(pretrained.canvit.state_dict())
         model.readout.load_state_dict(head.state_dict())
         model.hub_extra = {"fused_from": {"pretrained": pretrained.hub_extra}}
@@ -295,12 +318,12 @@ class CanViTForImageClassification(PushToHubMixin, nn.Module):
                 f"{os.fspath(repo_or_dir)}: config.json is not a CanViT classifier config (needs 'canvit_config' "
                 f"or 'model_config' + 'backbone_name'); it has keys {sorted(raw)}"
             )
-        model = cls(cfg, num_classes=int(raw["n_classes"]))
+        model = cls(canvit_config=cfg, n_classes=int(raw["n_classes"]))
         load_checked(model, sd, source=f"{os.fspath(repo_or_dir)} ({layout} layout)")
         model.hub_extra = {k: v for k, v in raw.items() if k not in ("canvit_config", "n_classes")}
         return model._placed(device, dtype)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """config.json {canvit_config, n_classes, ...} + model.safetensors (canvit-pytorch 0.2 layout)."""
-        cfg = {"canvit_config": self.canvit_config.to_dict(), "n_classes": self.num_classes, **self.hub_extra}
+        cfg = {"canvit_config": self.canvit_config.to_dict(), "n_classes": self.n_classes, **self.hub_extra}
         return save_atomic(save_directory, cfg, self.state_dict())

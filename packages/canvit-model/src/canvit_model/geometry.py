@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ._pytree import register_dataclass
+
 # Crops may touch the scene border up to float rounding (quadtree tiles have |c| + s == 1 exactly).
 SCENE_TOLERANCE = 1e-4
 
@@ -105,10 +107,15 @@ class Viewpoint:
         device = torch.device(device)
         if self.centers.device == device:
             return self
-        moved = object.__new__(Viewpoint)
-        object.__setattr__(moved, "centers", self.centers.to(device))
-        object.__setattr__(moved, "scales", self.scales.to(device))
-        return moved
+        return Viewpoint._unchecked(centers=self.centers.to(device), scales=self.scales.to(device))
+
+    @classmethod
+    def _unchecked(cls, centers: torch.Tensor, scales: torch.Tensor) -> Viewpoint:
+        """A Viewpoint from tensors already checked (or fake ones being traced by torch.export): no checks."""
+        vp = object.__new__(cls)
+        object.__setattr__(vp, "centers", centers)
+        object.__setattr__(vp, "scales", scales)
+        return vp
 
     def positions(self, n: int) -> torch.Tensor:
         """Scene coordinates of the n x n cell centres of this viewpoint's crop: [B, n*n, 2], float32."""
@@ -116,6 +123,9 @@ class Viewpoint:
         c = self.centers.float()[:, None, :]
         s = self.scales.float()[:, None, None]
         return c + s * g
+
+
+register_dataclass(Viewpoint, build=Viewpoint._unchecked)
 
 
 def _desc(t: object) -> str:

@@ -21,12 +21,19 @@ what the released probes were trained on, bit for bit.
 
 Tensors take a float path: bilinear antialiased `F.interpolate` in float32, never rounded back to
 uint8; the same sizes and offsets, within about one intensity level of the PIL path.
+
+Label maps (segmentation annotations) take the same geometry with nearest neighbour and no value change:
+`center_crop_labels(labels, size)`, and as canvit-pytorch's transforms `preprocess(size)` (images) /
+`preprocess_labels(size)` (label maps: PIL label map -> [1, size, size] integer tensor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -245,3 +252,89 @@ def square_resize_transform(
     if _pil_module(image) is not None:
         return normalize(to_float_image(_pil_resize(_pil_rgb(image), hw)), mean, std)
     return normalize(resize(to_float_image(image), hw), mean, std)
+
+
+def _pil_nearest_resize(image: Any, hw: tuple[int, int]) -> Any:
+    """torchvision's Resize(..., NEAREST) on a PIL image: PIL's own nearest neighbour (pixel-centre rule)."""
+    h, w = hw
+    if image.size == (w, h):
+        return image
+    return image.resize((w, h), resample=_pil_module(image).Resampling.NEAREST)
+
+
+def center_crop_labels(labels: Any, size: int) -> torch.Tensor:
+    """A label map resized (short side -> `size`, nearest neighbour) and centre-cropped to `size` x `size`.
+
+    The geometry of `center_crop_transform(image, size)` (same resized sizes, same crop offsets); the
+    values are copied, never interpolated or changed. labels: a single-channel PIL image (modes L, P, I,
+    I;16, ...) or an integer tensor / array [H, W] or [1, H, W]. Returns an integer tensor [1, size, size]
+    of the input's dtype (PIL: torchvision's PILToTensor dtype, uint8 for L / P).
+    Tensors pick the same source pixels as PIL's NEAREST (`resize_labels`).
+    """
+    _check_size(size, "size")
+    if labels is None:
+        raise TypeError("labels must be a PIL label map or an integer [H, W] / [1, H, W] tensor, got None")
+    if _pil_module(labels) is not None:
+        if len(labels.getbands()) != 1:
+            raise ValueError(f"labels must be a single-channel label map (modes L, P, I, ...), got mode {labels.mode}")
+        w, h = labels.size
+        img = _pil_center_crop(_pil_nearest_resize(labels, _resized_size(h, w, size)), (size, size))
+        return torch.from_numpy(np.array(img, copy=True))[None]  # [1, S, S]
+    if not isinstance(labels, torch.Tensor):
+        try:
+            labels = torch.as_tensor(np.asarray(labels))
+        except Exception:
+            raise TypeError(
+                f"labels must be a PIL label map or an integer [H, W] / [1, H, W] tensor, got {type(labels).__name__}"
+            ) from None
+    if labels.ndim == 2:
+        labels = labels[None]
+    if labels.ndim != 3 or labels.shape[0] != 1 or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(
+            f"labels must be an integer label map [H, W] or [1, H, W], got dtype {labels.dtype} and shape "
+            f"{list(labels.shape)}"
+        )
+    h, w = labels.shape[-2:]
+    return center_crop(resize_labels(labels, _resized_size(h, w, size)), size).contiguous()
+
+
+def _pil_nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """The source index of each of n_out pixels, exactly as PIL's NEAREST resize picks it: a pixel-centre
+    rule, (i + 0.5) * n_in / n_out rounded down, accumulated in float64 the way PIL does (so boundary
+    cases, where a centre falls on a source pixel edge, go the same way as PIL's)."""
+    step = n_in / n_out
+    pos, out = step * 0.5, []
+    for _ in range(n_out):
+        out.append(min(int(pos), n_in - 1))
+        pos += step
+    return torch.tensor(out, dtype=torch.long)
+
+
+def resize_labels(labels: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a label map [..., H, W] to `hw`, picking the same source pixels as PIL's
+    `Image.resize(..., NEAREST)` (torchvision's Resize(..., NEAREST) on PIL images); values only copied."""
+    h, w = labels.shape[-2:]
+    if (h, w) == tuple(hw):
+        return labels
+    rows = _pil_nearest_index(h, hw[0]).to(labels.device)
+    cols = _pil_nearest_index(w, hw[1]).to(labels.device)
+    return labels[..., rows[:, None], cols[None, :]]
+
+
+def preprocess(size: int) -> Callable[[Any], torch.Tensor]:
+    """canvit-pytorch's image transform: image -> normalized [3, size, size] (short side resized, centre crop).
+
+    Same as `center_crop_transform(image, size)`, as a one-argument callable.
+    """
+    _check_size(size, "size")
+    return functools.partial(center_crop_transform, size=size)
+
+
+def preprocess_labels(size: int) -> Callable[[Any], torch.Tensor]:
+    """canvit-pytorch's label-map transform, the twin of `preprocess(size)`: label map -> [1, size, size]
+    integer tensor, with that geometry (nearest neighbour, centre crop) and the values unchanged.
+
+    Same as `center_crop_labels(labels, size)`, as a one-argument callable.
+    """
+    _check_size(size, "size")
+    return functools.partial(center_crop_labels, size=size)

@@ -2,9 +2,9 @@
 
     from canvit_model import CanViTForSemanticSegmentation, Viewpoint, sample_at_viewpoint
     from canvit_model.segmentation import upsample_logits
+    from canvit_model import releases
     seg = CanViTForSemanticSegmentation.from_pretrained_with_probe(
-        "canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02",
-        "canvit/probe-ade20k-40k-s512-c32-in21k")
+        releases.FLAGSHIP, releases.ade20k_probe(scene=512, grid=32))      # hub ids (or local directories)
     state = seg.init_state(batch_size=1, canvas_grid_size=32)
     vp = Viewpoint.full_scene(batch_size=1)
     glimpse = sample_at_viewpoint(scene, vp, 128)                # scene: [1, 3, 512, 512] normalized
@@ -22,10 +22,10 @@ caller's autocast. At evaluation it must be in `eval()` mode: in train mode Batc
 running statistics from the evaluation data (a known ~0.5 mIoU pitfall); `from_pretrained` returns it
 in eval mode.
 
-`preprocess_labels(mask, size)`: an ADE20K annotation (0 = "other", 1..150 = classes) -> int64 labels
+`ade20k_targets(mask, size)`: an ADE20K annotation (0 = "other", 1..150 = classes) -> int64 labels
 with 0 -> 255 (ignored) and k -> k - 1, resized to size x size with nearest neighbour exactly as
-torchvision's `Resize((size, size), NEAREST)` does on PIL images (PIL's pixel-centre rule; for tensors we
-use `nearest-exact`, the same rule, not torch's floor-based `nearest`).
+torchvision's `Resize((size, size), NEAREST)` does on PIL images (PIL's pixel-centre rule; tensors pick the
+same source pixels, `canvit_model.preprocess.resize_labels`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from torch import nn
 
 from .canvit import CanViT, CanViTOutput, RecurrentState
 from .geometry import Viewpoint
-from .hub import (
+from .preprocess import resize_labels
+from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_load_options,
@@ -132,7 +133,7 @@ class SegmentationProbe(nn.Module):
         local_files_only: bool = False,
         map_location: str | torch.device = "cpu",
     ) -> SegmentationProbe:
-        """A released probe repo (e.g. canvit/probe-ade20k-40k-s512-c32-in21k) or a local directory, in eval mode.
+        """A released probe repo (e.g. `releases.ade20k_probe(512, 32)`) or a local directory, in eval mode.
 
         map_location: device for the weights. No dtype: probes run in float32 outside autocast (paper D.3).
         revision / token / cache_dir / local_files_only: as in `CanViTForPretraining.from_pretrained`.
@@ -226,12 +227,15 @@ class CanViTForSemanticSegmentation(nn.Module):
         return upsample_logits(logits, target_size), state
 
 
-def preprocess_labels(mask: Any, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """ADE20K annotation (PIL image, or integer tensor / array [H, W]) -> int64 labels [S, S].
+def ade20k_targets(mask: Any, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """ADE20K annotation (PIL image, or integer tensor / array [H, W]) -> int64 targets [S, S] for the probe.
+
+    Not canvit-pytorch's `preprocess_labels` (that one is `canvit_model.preprocess.preprocess_labels`:
+    short side resized + centre crop, values unchanged); this one squashes to S x S and shifts the values.
 
     0 ("other") -> 255 (ignored), k -> k - 1. Resized with nearest neighbour as torchvision's
-    `Resize((S, S), InterpolationMode.NEAREST)` on a PIL image (PIL's own `resize`); tensors use
-    `nearest-exact`, the same pixel-centre rule.
+    `Resize((S, S), InterpolationMode.NEAREST)` on a PIL image (PIL's own `resize`); tensors pick the
+    same source pixels (`resize_labels`).
     """
     if size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -261,7 +265,7 @@ def preprocess_labels(mask: Any, size: int | tuple[int, int] | None = None) -> t
         raise ValueError(f"mask must be an integer [H, W] label map, got dtype {mask.dtype} and shape {list(mask.shape)}")
     t = mask.long()
     if size is not None and tuple(t.shape) != size:
-        t = F.interpolate(t[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+        t = resize_labels(t, size)
     return _shift_labels(t)
 
 
@@ -277,6 +281,6 @@ __all__ = [
     "IGNORE_INDEX",
     "SegmentationProbe",
     "SegmentationProbeConfig",
-    "preprocess_labels",
+    "ade20k_targets",
     "upsample_logits",
 ]

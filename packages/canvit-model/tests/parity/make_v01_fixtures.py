@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 import scenario  # noqa: E402
-from canvit_model.hub import rename_v01_key  # noqa: E402
+from canvit_model.convert import rename_v01_key  # noqa: E402
 from canvit_pytorch import CanViTForPretrainingHFHub, Viewpoint, sample_at_viewpoint  # noqa: E402
 
 V01_FIELDS = {  # 0.2 canvit_config fields -> 0.1 model_config fields

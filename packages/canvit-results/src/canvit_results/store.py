@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -195,28 +196,62 @@ def write_run(
     return ref
 
 
-def list_runs(root: str | os.PathLike[str] | None, kind: str) -> list[RunRef]:
-    """Complete runs of `kind`, sorted by key. Incomplete or tampered runs are skipped."""
+_NOTED: set[Path] = set()
+
+
+def _note_tampered(ref: RunRef) -> None:
+    """One stderr note per table and process: a sidecar says complete but the table's bytes changed since."""
+    if ref.table_path in _NOTED:
+        return
+    _NOTED.add(ref.table_path)
+    print(f"canvit-results: note: {ref.table_path} no longer matches the sha256 recorded in {ref.meta_path.name} "
+          "(edited or damaged since it was written): treated as not done", file=sys.stderr)
+
+
+def _check_store(root: str | os.PathLike[str] | None, missing_ok: bool | None) -> None:
+    """An explicitly named store that does not exist is a mistake (a typo reads as "no results" otherwise);
+    the default store (`root=None`) may simply not have been created yet."""
+    if missing_ok is None:
+        missing_ok = root is None
+    if not missing_ok and not Path(root if root is not None else results_root()).is_dir():
+        path = Path(root if root is not None else results_root())
+        raise FileNotFoundError(f"results store {os.fspath(path)!r}: "
+                                + ("not a directory" if path.exists() else "no such directory"))
+
+
+def list_runs(root: str | os.PathLike[str] | None, kind: str, *, missing_ok: bool | None = True) -> list[RunRef]:
+    """Complete runs of `kind`, sorted by key. Incomplete runs are skipped; a table whose sha256 no longer
+    matches its sidecar is skipped with a note on stderr. `missing_ok=None`: a missing store is an error
+    when `root` is given (see `load_runs`)."""
+    _check_store(root, missing_ok)
     base = results_root(root) / _check_name(kind, "kind")
     if not base.is_dir():
         return []
     refs = []
     for meta_path in sorted(base.glob("*.json")):
         key = meta_path.stem
-        if not _NAME.match(key) or not is_complete(root, kind, key):
+        if not _NAME.match(key):
+            continue
+        if not is_complete(root, kind, key):
+            ref = run_paths(root, kind, key)
+            if read_meta(ref.meta_path) is not None and ref.table_path.is_file():
+                _note_tampered(ref)
             continue
         refs.append(run_paths(root, kind, key))
     return refs
 
 
-def load_runs(root: str | os.PathLike[str] | None, kind: str, *, with_meta: Sequence[str] = ()) -> pd.DataFrame:
+def load_runs(root: str | os.PathLike[str] | None, kind: str, *, with_meta: Sequence[str] = (),
+              missing_ok: bool | None = None) -> pd.DataFrame:
     """All complete runs of `kind` as one DataFrame, with `kind` and `run_key` columns added.
 
     `with_meta` names sidecar fields to add as columns, dotted into the JSON
     (e.g. "provenance.seed", "extra.policy"). Returns an empty DataFrame when there are none.
+    A store passed explicitly (`root` not None) that does not exist raises FileNotFoundError, unless
+    `missing_ok=True` (a reader of a default location that may not have been created yet).
     """
     frames = []
-    for ref in list_runs(root, kind):
+    for ref in list_runs(root, kind, missing_ok=missing_ok):
         df = pd.read_csv(ref.table_path)
         df.insert(0, "run_key", ref.key)
         df.insert(0, "kind", kind)
@@ -241,9 +276,10 @@ def _dig(d: Any, dotted: str) -> Any:
     return d
 
 
-def load_meta(root: str | os.PathLike[str] | None, kind: str) -> dict[str, dict[str, Any]]:
-    """Sidecars of all complete runs of `kind`, by key."""
-    return {ref.key: read_meta(ref.meta_path) or {} for ref in list_runs(root, kind)}
+def load_meta(root: str | os.PathLike[str] | None, kind: str, *, missing_ok: bool | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Sidecars of all complete runs of `kind`, by key (a missing store: as in `load_runs`)."""
+    return {ref.key: read_meta(ref.meta_path) or {} for ref in list_runs(root, kind, missing_ok=missing_ok)}
 
 
 # -- summaries ---------------------------------------------------------------------------------------

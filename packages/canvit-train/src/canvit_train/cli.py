@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from canvit_results import dispatch
@@ -23,12 +22,6 @@ EXAMPLES = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     return dispatch("canvit-train", "CanViT pretraining: teacher features, standardizers, training.", COMMANDS, argv, EXAMPLES)
-
-
-def pretrain_main(argv: Sequence[str] | None = None) -> int:
-    from canvit_train.pretrain.cli import main as run
-
-    return int(run(list(sys.argv[1:] if argv is None else argv)) or 0)
 
 
 if __name__ == "__main__":

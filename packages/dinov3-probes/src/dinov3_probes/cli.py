@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from canvit_model import releases
 from canvit_results import dispatch
 
 COMMANDS = {
@@ -16,7 +17,7 @@ COMMANDS = {
 }
 
 EXAMPLES = (
-    "dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet --split val "
+    f"dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet --split val "
     "--out features/vitb16",
     "dinov3-probes tune --features features/vitb16 --storage sqlite:///studies/vitb16.db --study vitb16-holdout",
 )

@@ -1,10 +1,4 @@
-"""`dinov3-probes evaluate`: top-1 / top-5 / ReaL top-1 of a probe (ours or a published one) on cached val features.
-
-Example (the published ViT-B probe on features from `dinov3-probes extract --split val`):
-
-    dinov3-probes evaluate --probe canvit/dinov3-vitb16-lvd1689m-in1k-512x512-linear-clf-probe \\
-        --features features/vitb16 --real-labels real.json
-"""
+"""`dinov3-probes evaluate`: top-1 / top-5 / ReaL top-1 of a probe (ours or a published one) on cached val features."""
 
 from __future__ import annotations
 
@@ -12,16 +6,24 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from canvit_model import releases
+
+EXAMPLE = f"""example (the published ViT-B probe on features from `dinov3-probes extract --split val`):
+    dinov3-probes evaluate --probe {releases.IN1K_PROBE} \\
+        --features features/vitb16 --real-labels real.json"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dinov3-probes evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from canvit_results.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="dinov3-probes evaluate", description=__doc__, epilog=EXAMPLE,
+                                formatter_class=HelpFormatter)
     p.add_argument("--probe", required=True, help="probe directory or hub repo (config.json + model.safetensors)")
     p.add_argument("--features", required=True, help="features directory holding val/")
     p.add_argument("--real-labels", default=None, help="real.json (if not stored at val extraction)")
     p.add_argument("--loss", choices=("softmax", "sigmoid"), default=None,
                    help="loss to report (default: the probe's trial_params.objective, else softmax)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
     return p
 
 

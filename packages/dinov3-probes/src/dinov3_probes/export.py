@@ -76,25 +76,29 @@ def results_extra(*, backbone: str, study: str, cfg: Any, params: Any, aug_epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from canvit_results.cli import store_dir
+    from canvit_results.cli import HelpFormatter, output_dir, store_dir
 
-    p = argparse.ArgumentParser(prog="dinov3-probes export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dinov3-probes export", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///FEATURES/optuna.db)")
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, help="name of the `dinov3-probes tune` study whose best trial is exported")
     p.add_argument("--features", required=True, help="the features the study was tuned on")
-    p.add_argument("--out", required=True, help="probe directory to write (config.json + model.safetensors)")
+    p.add_argument("--out", required=True, type=output_dir, help="probe directory to write (config.json + "
+                   "model.safetensors); an existing probe is refused unless --force")
+    p.add_argument("--force", action="store_true", help="replace an existing probe in --out")
     p.add_argument("--trial", type=int, default=None, help="export this trial number instead of the best")
     p.add_argument("--results", type=store_dir, default=None, help="results store root (default results/ or $CANVIT_RESULTS)")
     p.add_argument("--no-results", action="store_true", help="do not write to the results store")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto", help="where the trial is retrained: cpu, cuda, cuda:N, or auto "
+                   "(cuda when available; default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's own choice)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.force and any(os.path.exists(os.path.join(args.out, f)) for f in ("config.json", "model.safetensors")):
+        parser.error(f"--out {args.out}: already holds a probe; pass --force to replace it, or choose another folder")
     import optuna
     import pandas as pd
     import torch

@@ -1,12 +1,5 @@
 """`dinov3-probes extract`: cache DINOv3 CLS features (final LayerNorm, bf16 autocast on GPU, stored float32).
 
-Example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
-
-    dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet \\
-        --split train --epochs 10 --out features/vitb16
-    dinov3-probes extract --model facebook/dinov3-vitb16-pretrain-lvd1689m --data /data/imagenet \\
-        --split val --out features/vitb16 --real-labels real.json
-
 Train images get the Inception crop (RandomResizedCrop 0.08-1, ratio 3/4-4/3, + flip), seeded per
 (seed, epoch, image), one file set per augmentation epoch (`--epochs E`, `--first-epoch K` for job arrays).
 Val images get Resize(S) + CenterCrop(S). Re-running skips complete parts.
@@ -26,8 +19,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from canvit_model import releases
 from canvit_results import provenance
-from canvit_results.cli import int_at_least, pick_device
+from canvit_results.cli import int_at_least, local_path, pick_device, same_location
 
 from .augment import crop_rng, inception_crop
 from .features import FORMAT, REAL_NAME, SPLITS, atomic_write_text, num_parts, part_complete, write_part
@@ -83,11 +77,11 @@ def _manifest(args: argparse.Namespace, source: Any, model: Any) -> dict[str, An
     return {
         "format": FORMAT,
         "split": args.split,
-        "model": str(args.model),
+        "model": local_path(args.model),
         "backbone": backbone_name(model),
         "dim": model.embed_dim,
         "resolution": args.resolution,
-        "data": str(args.data),
+        "data": local_path(args.data),
         "num_images": len(source),
         "num_classes": len(source.classes) if source.classes else None,
         "classes": list(source.classes) if source.classes else None,
@@ -106,7 +100,8 @@ def _check_or_write_manifest(split_dir: Path, manifest: dict[str, Any]) -> None:
     path = split_dir / "manifest.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        diff = [k for k in _MUST_MATCH if old.get(k) != manifest.get(k)]
+        diff = [k for k in _MUST_MATCH if old.get(k) != manifest.get(k)
+                and not (k == "model" and same_location(old.get(k), manifest[k]))]
         if diff:
             raise SystemExit(
                 f"{split_dir} already holds features made with different settings ({', '.join(diff)}: "
@@ -175,27 +170,37 @@ def _write_real(split_dir: Path, real_path: str, source: Any, num_classes: int |
     aligned = align_real_labels(real, keys, source=real_path)
     atomic_write_text(split_dir / REAL_NAME, json.dumps({"source": str(real_path), "labels": dict(zip(keys, aligned))}))
 
+EXAMPLE = f"""example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
+    dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
+        --split train --epochs 10 --out features/vitb16
+    dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
+        --split val --out features/vitb16 --real-labels real.json"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dinov3-probes extract", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="DINOv3 hub id (facebook/dinov3-vitb16-pretrain-lvd1689m) or a "
+    from canvit_results.cli import HelpFormatter, default_workers, output_dir
+
+    p = argparse.ArgumentParser(prog="dinov3-probes extract", description=__doc__, epilog=EXAMPLE,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", required=True, help=f"DINOv3 hub id ({releases.TEACHER}) or a "
                    "directory in the transformers layout, or an official .pth")
     p.add_argument("--data", required=True, help="ImageFolder root (ROOT/<split>/<class>/<image> or the split "
                    "folder itself) or a Hugging Face dataset id / save_to_disk directory with a label column")
     p.add_argument("--split", required=True, choices=SPLITS)
-    p.add_argument("--out", required=True, help="features directory; writes OUT/<split>/")
+    p.add_argument("--out", required=True, type=output_dir, help="features directory; writes OUT/<split>/")
     p.add_argument("--resolution", type=int, default=512, help="input side S (multiple of 16; default 512)")
-    p.add_argument("--epochs", type=int_at_least(1, "--epochs"), default=1, help="train: augmentation epochs (file sets) to extract")
+    p.add_argument("--epochs", type=int_at_least(1, "--epochs"), default=1,
+                   help="train: augmentation epochs (file sets, each a fresh Inception crop of every image) to extract")
     p.add_argument("--first-epoch", type=int_at_least(0, "--first-epoch"), default=0, help="train: index of the first augmentation epoch "
                    "(e.g. a job-array index with --epochs 1)")
     p.add_argument("--real-labels", default=None, help="val: ImageNet-ReaL real.json (list of label lists, sorted "
                    "filename order); without it ReaL top-1 is not reported")
-    p.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), default=128)
-    p.add_argument("--workers", type=int_at_least(0, "--workers"), default=8, help="image decoding processes")
+    p.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), default=128, help="images per forward")
+    p.add_argument("--workers", type=int_at_least(0, "--workers"), default=default_workers(),
+                   help="image decoding processes (default: min(8, CPUs) = %(default)s)")
     p.add_argument("--part-size", type=int_at_least(1, "--part-size"), default=10_000, help="images per stored part (the resume unit)")
     p.add_argument("--seed", type=int, default=0, help="augmentation seed")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
     p.add_argument("--data-split", default=None, help="split name inside --data when it differs from --split "
                    "(e.g. 'validation' for a Hugging Face ImageNet dataset)")
     p.add_argument("--image-column", default=None, help="datasets: the image column (default: detected)")

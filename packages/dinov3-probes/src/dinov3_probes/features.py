@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from canvit_model.hub import write_safetensors
+from canvit_model.io import write_safetensors
 from canvit_results import atomic_path, atomic_write_text
 
 FORMAT = "dinov3-probes-features/1"

@@ -2,7 +2,7 @@
 
 A probe directory holds `model.safetensors` (`weight` [C, D] float32, `bias` [C] float32) and
 `config.json` (`in_features`, `out_features`, `val_results`, `trial_params`, `config_metadata`, ...),
-the layout of the published `canvit/dinov3-*-lvd1689m-in1k-512x512-linear-clf-probe` repos.
+the layout of the published `canvit_model.releases.dinov3_in1k_probe(backbone)` repos.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from canvit_model.hub import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors, resolve_files, save_atomic
+from canvit_model.io import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors, resolve_files, save_atomic
 
 INITS = ("dinov3", "pytorch")
 

@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -140,12 +141,14 @@ def open_storage(url: str, heartbeat: int = 60):
         # each read-check-update atomic; the 60 s busy timeout lets the others wait their turn.
         engine_kwargs["connect_args"] = {"timeout": 60, "isolation_level": None}
     kw: dict[str, Any] = {}
-    if heartbeat > 0:
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
-        name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in _rdb_params() else "failed_trial_callback"
-        kw = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat, name: retry(max_retry=1)}
-    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna; they are what we want
+    # heartbeats and the retry callback are marked experimental in Optuna; they are what we want, and `main`
+    # says so once (EXPERIMENTAL_NOTE) instead of Optuna's warning in every process and every storage opened
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if heartbeat > 0:
+            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+            name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in _rdb_params() else "failed_trial_callback"
+            kw = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat, name: retry(max_retry=1)}
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
     if url.startswith("sqlite:"):
         from sqlalchemy import event
@@ -337,8 +340,9 @@ def _worker_entry(*args: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from canvit_results.cli import int_at_least
 
-    p = argparse.ArgumentParser(prog="dinov3-probes tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from canvit_results.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="dinov3-probes tune", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--features", required=True, help="directory written by `dinov3-probes extract` (train/ and val/)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///FEATURES/optuna.db)")
     p.add_argument("--study", required=True, help="study name")
@@ -347,17 +351,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection-fraction", type=float, default=0.02, help="held-out training images for selection")
     p.add_argument("--select-on", choices=SELECT_ON, default="holdout",
                    help="holdout (default) or val (the authors' protocol: selection on the reported split)")
-    p.add_argument("--max-batch-size", type=int, default=2048, help="power of 2; batch sizes max/4..max")
-    p.add_argument("--outer-epochs", type=int, default=2, help="passes over all augmentation epochs (total = aug x outer)")
+    p.add_argument("--max-batch-size", type=int, default=2048,
+                   help="largest batch size searched, a power of 2; the search draws from max/4, max/2, max")
+    p.add_argument("--outer-epochs", type=int, default=2,
+                   help="passes over all augmentation epochs per trial (epochs trained = aug epochs x outer)")
     p.add_argument("--loss", choices=SEARCH_LOSS, default="search", help="search both (default) or fix one")
     p.add_argument("--max-aug-epochs", type=int, default=None, help="use only the first K augmentation epochs")
     p.add_argument("--real-labels", default=None, help="real.json, if not given at val extraction")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of the trials")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, or a comma list given to workers in turn")
     p.add_argument("--heartbeat", type=int, default=60, help="seconds between trial heartbeats (0: off; RDB only)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per worker (0: torch's default)")
     p.add_argument("--no-seed-trials", action="store_true", help="do not enqueue the authors' 4 starting points")
     return p
+
+
+EXPERIMENTAL_NOTE = ("note: trial heartbeats (--heartbeat) use Optuna's heartbeat_interval and retry callback, which "
+                     "Optuna marks experimental (ExperimentalWarning); shown once here")
+FEW_SELECTION_IMAGES = 1000  # below this, one image moves the selection top-1 by more than 0.1 point
+
+
+def selection_warning(cfg: TuneConfig, num_train: int | None, num_val: int | None) -> str | None:
+    """A warning when model selection rests on very few images (trials closer than 1/K are a coin toss)."""
+    if cfg.select_on == "holdout":
+        if not num_train:
+            return None
+        k, where = max(1, round(cfg.selection_fraction * num_train)), (
+            f"--selection-fraction {cfg.selection_fraction:g} of {num_train} training images")
+    else:
+        if not num_val:
+            return None
+        k, where = num_val, "--select-on val"
+    if k >= FEW_SELECTION_IMAGES:
+        return None
+    return (f"warning: model selection rests on only {k} held-out image(s) ({where}): one image moves the selection "
+            f"top-1 by {1 / k:.2%}, so trials closer than that are indistinguishable; use more images or a larger "
+            "--selection-fraction for a meaningful search")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,6 +404,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(str(e)) from None
     storage_url = args.storage or f"sqlite:///{os.path.join(cfg.features, 'optuna.db')}"
+    meta = features_meta(cfg.features)
+    try:
+        from .features import read_manifest
+
+        num_val = read_manifest(Path(cfg.features) / "val").get("num_images")
+    except (OSError, ValueError):
+        num_val = None
+    warn = selection_warning(cfg, meta.get("num_images"), num_val)
+    if warn:
+        print(warn, file=sys.stderr)
+    if args.heartbeat > 0 and not storage_url.startswith("journal"):
+        print(EXPERIMENTAL_NOTE, file=sys.stderr)
     study = prepare_study(storage_url, args.study, cfg, features_meta(cfg.features), enqueue=not args.no_seed_trials,
                           heartbeat=args.heartbeat)
     done = count_finished(study)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from canvit_model import CanViTForPretraining, DINOv3, SegmentationProbe
+from canvit_model import releases
 from canvit_model.config import BACKBONES
 from canvit_model.segmentation import upsample_logits
 from canvit_results.cli import int_at_least
@@ -23,7 +24,7 @@ from ..rollout import autocast, rollout
 from .metrics import ConfusionMatrix
 
 DECODE_CHUNK = 8  # images per bilinear-upsample + argmax chunk (bounds memory at 1024 px x 150 classes)
-DINOV3_HUB = "facebook/dinov3-{backbone}-pretrain-lvd1689m"
+DINOV3_HUB = releases.DINOV3_TEMPLATE
 _DINOV3_ALIASES = {"s": "vits16", "b": "vitb16", "l": "vitl16", "vits": "vits16", "vitb": "vitb16", "vitl": "vitl16",
                    "dv3s": "vits16", "dv3b": "vitb16"}
 

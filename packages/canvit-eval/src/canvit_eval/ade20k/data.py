@@ -8,7 +8,7 @@ Sources (`open_ade20k(spec, split)`):
   the column name of scene_parse_150; `datasets` >= 4 no longer runs loading scripts, so use a hub copy
   stored as parquet, or the folder).
 Split names `train`/`training` and `val`/`validation` are interchangeable.
-Annotations hold 0 = "other" (ignored: 255) and 1..150 (labels 0..149), see `canvit_model.preprocess_labels`.
+Annotations hold 0 = "other" (ignored: 255) and 1..150 (labels 0..149), see `canvit_model.ade20k_targets`.
 
 Evaluation (`EvalSet`): image and mask resized ("squished") to S x S without keeping the aspect ratio:
 image bilinear (`canvit_model.square_resize_transform`), mask nearest with PIL's rule (torchvision's
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from canvit_model import preprocess_labels, square_resize_transform
+from canvit_model import ade20k_targets, square_resize_transform
 from canvit_model.preprocess import normalize, to_float_image
 
 _SPLITS = {"train": ("training", "train"), "training": ("training", "train"),
@@ -189,7 +189,7 @@ class EvalSet(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.pairs.load(index)
-        return square_resize_transform(image, self.scene_size), preprocess_labels(mask, self.scene_size)
+        return square_resize_transform(image, self.scene_size), ade20k_targets(mask, self.scene_size)
 
 
 def random_resize_crop_flip(image: Any, mask: Any, size: int, rng: np.random.Generator,
@@ -205,7 +205,7 @@ def random_resize_crop_flip(image: Any, mask: Any, size: int, rng: np.random.Gen
     image = image.resize((nw, nh), Image.BILINEAR)
     mask = mask.resize((nw, nh), Image.NEAREST)
     x = to_float_image(image)  # [3, nh, nw] in [0, 1]
-    y = preprocess_labels(mask)  # [nh, nw], 255 = ignore
+    y = ade20k_targets(mask)  # [nh, nw], 255 = ignore
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
         x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=0.0)

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
-from canvit_model.hub import write_safetensors
+from canvit_model import releases
+from canvit_model.io import write_safetensors
 from canvit_results import atomic_path, is_complete, provenance, results_root, run_paths, write_run
 
 from ..inputs import check_checkpoint, local_path
@@ -52,12 +53,12 @@ from .common import (
 from .data import EvalSet, open_ade20k
 from .metrics import ConfusionMatrix
 
-EXAMPLE = """example (Table 6, C2F, 512 px scene, 32x32 canvas, seed 0):
-  canvit-eval ade20k --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
-      --probe canvit/probe-ade20k-40k-s512-c32-in21k --data /data/ADEChallengeData2016 \\
+EXAMPLE = f"""example (Table 6, C2F, 512 px scene, 32x32 canvas, seed 0):
+  canvit-eval ade20k --model {releases.FLAGSHIP} \\
+      --probe {releases.ade20k_probe(512, 32)} --data /data/ADEChallengeData2016 \\
       --policy c2f --glimpses 21 --seed 0 --scene-size 512 --canvas-grid 32 --glimpse-px 128 --batch-size 32
 DINOv3 baseline (Table 5):
-  canvit-eval ade20k --dinov3 vitb16 --input-px 160 --probe canvit/probe-ade20k-40k-dv3b-160px \\
+  canvit-eval ade20k --dinov3 vitb16 --input-px 160 --probe {releases.dinov3_ade20k_probe("vitb16", 160)} \\
       --data /data/ADEChallengeData2016
 """
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canvit-eval ade20k", description=__doc__.split("\n\n")[0],
                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="CanViT hub id or directory (with --dinov3: a DINOv3 hub id / dir / .pth; "
-                                   "default facebook/dinov3-<backbone>-pretrain-lvd1689m)")
+                                   f"default {releases.DINOV3_TEMPLATE.format(backbone='<backbone>')})")
     p.add_argument("--probe", required=True, help="segmentation probe hub id or directory (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="ADEChallengeData2016 folder, a save_to_disk dir, or a hub dataset id")
     p.add_argument("--split", default="validation", help="split (default validation; val/validation and train/training are aliases)")
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mious = cm.mious()
     table = pd.DataFrame({"t": list(range(num_glimpses)), "miou": mious})
     if dinov3:
-        extra = {"model": args.model or f"facebook/dinov3-{args.dinov3}-pretrain-lvd1689m", "probe": args.probe,
+        extra = {"model": args.model or releases.DINOV3_TEMPLATE.format(backbone=args.dinov3), "probe": args.probe,
                  "backbone": args.dinov3, "input_px": args.input_px}
     else:
         extra = {"model": args.model, "probe": args.probe, "policy": args.policy, "scene_size": args.scene_size,

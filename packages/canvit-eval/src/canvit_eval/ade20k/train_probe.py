@@ -42,14 +42,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
-from canvit_model.hub import write_safetensors
+from canvit_model import releases
+from canvit_model.io import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
 from canvit_results import atomic_path, provenance
 
 from ..inputs import check_checkpoint, local_path
 from ..policies import make_policy
 from ..rollout import rollout
-from canvit_results.cli import float_in, pick_device
+from canvit_results.cli import float_in, output_dir, pick_device
 
 from .common import (
     check_backbone_args,
@@ -69,8 +70,8 @@ from .data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20
 from .metrics import ConfusionMatrix
 
 STATE_NAME = "train_state.safetensors"
-EXAMPLE = """example (the c32 probe of Tables 5-6):
-  canvit-eval train-probe --model canvit/canvitb16-add-vpe-pretrain-g128px-s512px-in21k-dv3b16-2026-02-02 \\
+EXAMPLE = f"""example (the c32 probe of Tables 5-6):
+  canvit-eval train-probe --model {releases.FLAGSHIP} \\
       --data /data/ADEChallengeData2016 --scene-size 512 --canvas-grid 32 --out probes/ade20k-s512-c32
 DINOv3 ViT-B/16 baseline at 160 px:
   canvit-eval train-probe --dinov3 vitb16 --input-px 160 --data /data/ADEChallengeData2016 \\
@@ -82,14 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canvit-eval train-probe", description=__doc__.split("\n\n")[0],
                                 epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="CanViT hub id or directory (with --dinov3: DINOv3 hub id / dir / .pth; "
-                                   "default facebook/dinov3-<backbone>-pretrain-lvd1689m)")
+                                   f"default {releases.DINOV3_TEMPLATE.format(backbone='<backbone>')})")
     p.add_argument("--data", required=True, help="ADEChallengeData2016 folder, a save_to_disk dir, or a hub dataset id")
     p.add_argument("--split", default="train", help="training split (default train)")
     p.add_argument("--val-data", default=None, help="validation data (default: --data)")
     p.add_argument("--val-split", default="validation", help="validation split (default validation)")
     p.add_argument("--image-column", default=None)
     p.add_argument("--mask-column", default=None)
-    p.add_argument("--out", required=True, help="output directory (probe/, best/, train_state.safetensors)")
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (probe/, best/, train_state.safetensors)")
     p.add_argument("--scene-size", type=positive_int, default=512, help="S, training crop / scene size (default 512)")
     p.add_argument("--canvas-grid", type=positive_int, default=32, help="G, canvas grid (default 32)")
     p.add_argument("--glimpse-px", type=positive_int, default=128, help="glimpse side in px (default 128)")
@@ -296,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _publish(final, out / "probe", args, config, t0, device, best[1] if best else args.steps, best)
     else:
         _publish(probe, out / "probe", args, config, t0, device, args.steps, best)
-    print(f"probe written to {out / 'probe'}" + (f" (best val mIoU {100 * best[0]:.2f} at step {best[1]})" if best else ""))
+    if args.select == "best-val" and best:
+        kept = f"the best-val probe (val mIoU {100 * best[0]:.2f} at step {best[1]} of {args.steps})"
+    else:
+        kept = f"the last probe (step {args.steps})" + (
+            f"; the best val mIoU was {100 * best[0]:.2f} at step {best[1]}, kept in {out / 'best'}" if best else "")
+    print(f"probe written to {out / 'probe'}: {kept}")
     return 0
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from canvit_model import releases
+
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene
 from .shards import (
     EXPORT_FILE,
@@ -101,15 +103,15 @@ def teacher_shape(teacher: str) -> tuple[int, int]:
     """(patch size, dim) of a teacher from its config.json only (no weights), for --dry-run. The released
     DINOv3 hub ids are known offline."""
     from canvit_model.config import backbone_config
-    from canvit_model.dinov3 import HUB_REPOS, config_from_hf
-    from canvit_model.hub import CONFIG_NAME, resolve_files
-    from canvit_model.hub import read_json as read_cfg
+    from canvit_model import io
+    from canvit_model.convert import config_from_hf
+    from canvit_model.dinov3 import HUB_REPOS
 
     known = {repo: name for name, repo in HUB_REPOS.items()}
     if teacher in known:  # no hub request: offline, it would spend ~30 s in retries before falling back
         cfg = backbone_config(known[teacher])
     else:
-        cfg, _ = config_from_hf(read_cfg(resolve_files(teacher, [CONFIG_NAME])[CONFIG_NAME]))
+        cfg, _ = config_from_hf(io.read_json(io.resolve_files(teacher, [io.CONFIG_NAME])[io.CONFIG_NAME]))
     return cfg.patch_size, cfg.dim
 
 
@@ -153,13 +155,16 @@ def _collate(items: list[tuple[torch.Tensor, int, str]]) -> list[tuple[torch.Ten
 
 
 def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
-    """Write (or check) export.json and order.parquet: the identity every worker must share."""
+    """Write (or check) export.json and order.parquet: the identity every worker must share (local paths
+    resolved, so the same export resumes from any working directory)."""
+    from canvit_results.cli import local_path, same_location
+
     out = Path(cfg.out)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     identity = {
         "format": FORMAT,
-        "teacher": cfg.teacher,
-        "scenes": str(cfg.scenes),
+        "teacher": local_path(cfg.teacher),
+        "scenes": local_path(cfg.scenes),
         "split": cfg.split,
         "image_column": cfg.image_column,
         "resolution": cfg.resolution,
@@ -173,7 +178,9 @@ def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     path = out / EXPORT_FILE
     if path.is_file():
         old = read_json(path)
-        diff = {k: (old.get(k), identity[k]) for k in IDENTITY if old.get(k) != identity[k]}
+        same = lambda k: old.get(k) == identity[k] or (  # noqa: E731 - a relative path stored by older versions
+            k in ("teacher", "scenes") and same_location(old.get(k), identity[k]))
+        diff = {k: (old.get(k), identity[k]) for k in IDENTITY if not same(k)}
         if diff:
             raise ValueError(
                 f"{out} already holds an export with other settings: "
@@ -361,9 +368,17 @@ def export_features(cfg: ExportConfig) -> Manifest:
     finally:
         bar.close()
     manifest = merge_manifest(out)
+    if manifest.complete and manifest.num_rows == 0:
+        raise EmptyExport(f"--scenes {cfg.scenes}: none of the {manifest.num_images} images decoded, so the export "
+                          f"{out} holds 0 rows (first failure: {manifest.failed[0]['key']}: "
+                          f"{manifest.failed[0]['reason']})" if manifest.failed else f"{out}: 0 rows")
     if manifest.complete:
         _record_results(cfg, manifest)
     return manifest
+
+
+class EmptyExport(ShardError):
+    """Every image failed: a complete export with nothing in it is an error, not a result."""
 
 
 def _record_results(cfg: ExportConfig, manifest: Manifest) -> None:
@@ -424,9 +439,9 @@ def dry_run(cfg: ExportConfig) -> str:
     return "\n".join(lines)
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""examples:
   # ImageNet-21k on one GPU (resumable: re-run the same command after an interruption)
-  canvit-train export-teacher-features --teacher facebook/dinov3-vitb16-pretrain-lvd1689m \\
+  canvit-train export-teacher-features --teacher {releases.TEACHER} \\
       --scenes /data/imagenet21k/winter21_whole --out /features/in21k-vitb16-512 --device cuda
   # 8 GPUs on one machine (each rank exports shards s % 8 == rank), then check
   torchrun --nproc-per-node 8 -m canvit_train.data.export --teacher ... --scenes ... --out ...
@@ -437,13 +452,13 @@ EXAMPLE = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from canvit_results.cli import store_dir
+    from canvit_results.cli import HelpFormatter, default_workers, output_dir, store_dir
 
     ap = argparse.ArgumentParser(
         prog="canvit-train export-teacher-features",
         description=__doc__.split("\n\n")[0],
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument(
         "--teacher",
@@ -453,24 +468,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--scenes", required=True, help="image folder (recursive) or Hugging Face dataset (hub id or local directory)"
     )
-    ap.add_argument("--out", required=True, help="export directory (shards, order.parquet, manifest.json)")
+    ap.add_argument("--out", required=True, type=output_dir, help="export directory (shards, order.parquet, manifest.json)")
     ap.add_argument("--split", default=None, help="dataset split (datasets only)")
     ap.add_argument("--image-column", default=None, help="dataset image column (default: auto-detected)")
     ap.add_argument(
         "--streaming", action="store_true", help="stream a hub dataset (no permutation: the stream's own order)"
     )
-    ap.add_argument("--shard-size", type=int, default=4096)
-    ap.add_argument("--resolution", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--shard-size", type=int, default=4096, help="images per shard file (the paper: 4096)")
+    ap.add_argument("--resolution", type=int, default=512,
+                    help="scene side in px after Resize + CenterCrop; a multiple of the teacher's patch size")
+    ap.add_argument("--batch-size", type=int, default=64, help="images per teacher forward")
     ap.add_argument("--device", default="auto", help="cuda, cuda:N, cpu; default: cuda:$LOCAL_RANK when available")
     ap.add_argument("--seed", type=int, default=0, help="seed of the global permutation")
     ap.add_argument(
         "--num-workers", type=int, default=None, help="export processes sharing the work (default $WORLD_SIZE or 1)"
     )
     ap.add_argument("--worker-index", type=int, default=None, help="this process's index (default $RANK or 0)")
-    ap.add_argument("--loader-workers", type=int, default=4, help="image-decoding processes per export process")
+    ap.add_argument("--loader-workers", type=int, default=default_workers(),
+                    help="image-decoding processes per export process (default: min(8, CPUs) = %(default)s)")
     ap.add_argument("--results", type=store_dir, default="results", help="results store for the export's provenance ('' to skip)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--dry-run", action="store_true", help="print image count and storage estimate, then exit")
     return ap
 

@@ -85,7 +85,7 @@ def write_shard(
     one process to the next; the shard metadata therefore travels as ONE key holding sorted JSON
     (`"canvit"`), which keeps the file's bytes (and its sha256) reproducible.
     """
-    from canvit_model.hub import write_safetensors
+    from canvit_model.io import write_safetensors
 
     header = {"canvit": json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))}
     with atomic_path(path) as tmp:

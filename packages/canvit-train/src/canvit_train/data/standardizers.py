@@ -114,7 +114,7 @@ def iter_shard_features(
 def save_standardizers(
     stats: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    from canvit_model.hub import write_safetensors
+    from canvit_model.io import write_safetensors
 
     path = Path(path)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
@@ -156,24 +156,33 @@ EXAMPLE = """example:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canvit_results.cli import HelpFormatter, output_file
+
     ap = argparse.ArgumentParser(
         prog="canvit-train compute-standardizers",
         description=__doc__.split("\n\n")[0],
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("dir", help="export directory (from export-teacher-features)")
-    ap.add_argument("--out", required=True, help="output .safetensors file")
+    ap.add_argument("--out", required=True, type=output_file, help="output .safetensors file (an existing one is "
+                    "refused unless --force)")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     ap.add_argument("--num-scenes", type=int, default=4096, help="first N scenes in stored order (default %(default)s)")
     ap.add_argument("--no-checksum", action="store_true", help="skip the sha256 check of the shards read")
     args = ap.parse_args(argv)
     if args.num_scenes < 1:
         ap.error(f"--num-scenes must be >= 1 (got {args.num_scenes})")
+    if Path(args.out).exists() and not args.force:
+        ap.error(f"--out {args.out}: already exists; pass --force to replace it, or choose another file")
     bar = None
     try:
         from tqdm import tqdm
 
         m = Manifest.load(args.dir)  # not an export directory: fail before the progress bar starts
+        if m.complete and m.num_rows < args.num_scenes:  # fail now, not after reading everything
+            raise ValueError(f"--num-scenes {args.num_scenes}: the export {args.dir} holds only {m.num_rows} scenes "
+                             f"({m.num_images} images, {len(m.failed)} failed); pass --num-scenes {m.num_rows} or less")
         bar = tqdm(total=args.num_scenes, unit="scene", desc="standardizers", dynamic_ncols=True)
 
         def counted() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

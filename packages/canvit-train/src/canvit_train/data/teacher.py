@@ -1,7 +1,7 @@
 """The frozen DINOv3 teacher: loading, target computation, and a tiny random teacher for tests.
 
 - `load_teacher(id_or_dir, device)` -> a frozen `canvit_model.DINOv3` in eval mode (hub id such as
-  `facebook/dinov3-vitb16-pretrain-lvd1689m`, or a local directory in the transformers layout).
+  `canvit_model.releases.TEACHER`, or a local directory in the transformers layout).
 - `teacher_targets(teacher, scenes)` -> (patches [B, G², D], cls [B, D]) after the final LayerNorm,
   registers dropped; bf16 autocast on CUDA, fp32 elsewhere, no grad. Outputs stay on the scenes' device.
 - `write_tiny_teacher(dir, seed)`: a tiny random DINOv3 (dim 32, 2 blocks, patch 16) saved with
@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 
 import torch
+from canvit_model import releases
 
-DEFAULT_TEACHER = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+DEFAULT_TEACHER = releases.TEACHER
 
 
 def load_teacher(teacher: str | os.PathLike[str], device: str | torch.device = "cpu"):
@@ -54,7 +55,7 @@ def write_tiny_teacher(
 ) -> Path:
     """A tiny random DINOv3 in the transformers layout (config.json + model.safetensors)."""
     from canvit_model import DINOv3
-    from canvit_model.dinov3 import make_vit_config
+    from canvit_model.convert import make_vit_config
 
     cfg = make_vit_config(
         dim=dim, num_heads=num_heads, depth=depth, ffn_hidden=2 * dim, mlp="gelu", patch_size=patch_size

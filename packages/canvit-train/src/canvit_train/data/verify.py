@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from canvit_model import releases
+
 from .scenes import ORDER_FILE, SceneOrder, open_scenes, try_load_scene
 from .shards import (
     EXPORT_FILE,
@@ -106,7 +108,15 @@ def _recompute(
     root: Path, m: Manifest, k: int, teacher: str, device: str, seed: int, rtol: float, scenes: str | None
 ) -> tuple[dict[str, Any], list[str]]:
     exp = m.export
-    source = open_scenes(scenes or exp["scenes"], split=exp.get("split"), image_column=exp.get("image_column"))
+    spec = scenes or exp["scenes"]
+    try:
+        source = open_scenes(spec, split=exp.get("split"), image_column=exp.get("image_column"))
+    except Exception as e:  # noqa: BLE001 - a folder, a saved dataset or a hub id: each fails its own way
+        if scenes is None and not Path(spec).is_absolute():
+            # an export made before paths were stored resolved: relative to a working directory we do not know
+            return {}, [f"{root / EXPORT_FILE}: its scenes {spec!r} are a relative path that cannot be opened from "
+                        f"{os.getcwd()} ({type(e).__name__}); pass --scenes (the folder the export was made from)"]
+        return {}, [f"--scenes {spec}: cannot be opened ({type(e).__name__}: {e})"]
     order = SceneOrder.load(root / ORDER_FILE)
     order.check_source(source)
     failed = set(m.failed_positions().tolist())
@@ -209,6 +219,9 @@ def verify_features(
             rep.problems += problems  # in shard order
             rep.shards_checked += 1
     rep.rows, rep.failed_images = m.num_rows, len(m.failed)
+    if m.complete and m.num_rows == 0:
+        rep.problems.append(f"{root}: the export holds 0 rows (all {m.num_images} images failed to decode); "
+                            "nothing to train on")
     if recompute:
         if teacher is None:
             rep.problems.append("--recompute needs --teacher")
@@ -218,19 +231,21 @@ def verify_features(
     return rep
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""examples:
   canvit-train verify-features /features/in21k-vitb16-512
   canvit-train verify-features /features/in21k-vitb16-512 --recompute 16 \\
-      --teacher facebook/dinov3-vitb16-pretrain-lvd1689m --device cuda
+      --teacher {releases.TEACHER} --device cuda
 """
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canvit_results.cli import HelpFormatter, default_workers, int_at_least
+
     ap = argparse.ArgumentParser(
         prog="canvit-train verify-features",
         description=__doc__.split("\n\n")[0],
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("dir", help="export directory")
     ap.add_argument("--recompute", type=int, default=0, metavar="K", help="recompute K random images with --teacher")
@@ -238,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--scenes", default=None, help="scene source, if it moved since the export (default: export.json's)"
     )
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="where --recompute runs the teacher (default: cuda when available, else cpu)")
     ap.add_argument(
         "--rtol",
         type=float,
@@ -247,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         "well under 1%%; another teacher gives ~100%%; default %(default)s)",
     )
     ap.add_argument("--seed", type=int, default=0, help="which images --recompute picks")
-    ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="shards checked concurrently")
+    ap.add_argument("--jobs", type=int_at_least(1, "--jobs"), default=default_workers(),
+                    help="shards checked concurrently (threads; default: min(8, CPUs) = %(default)s)")
     ap.add_argument("--no-checksum", action="store_true", help="skip sha256 (sizes, headers and NaN still checked)")
     args = ap.parse_args(argv)
     if args.recompute < 0:

@@ -28,21 +28,24 @@ PAPER_GLIMPSES_PER_S = 1_700  # 1B glimpses in 166 h on one H100 (paper §5.2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from canvit_results.cli import int_at_least
+    from canvit_results.cli import HelpFormatter, int_at_least
 
     from .config import PRESETS
 
     ap = argparse.ArgumentParser(prog="canvit-train benchmark", description=__doc__, epilog=EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="canvit-b", choices=list(PRESETS), metavar="NAME", help=", ".join(PRESETS))
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--preset", default="canvit-b", choices=list(PRESETS), metavar="NAME",
+                    help="the recipe whose model and step are timed: " + ", ".join(PRESETS))
     ap.add_argument("--batch-size", type=int_at_least(1, "--batch-size"), required=True, help="scenes per step")
     ap.add_argument("--steps", type=int_at_least(1, "--steps"), default=10, help="timed steps (default 10)")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    ap.add_argument("--warmup", type=int_at_least(0, "--warmup"), default=2,
+                    help="untimed steps first (compilation and allocator warm-up happen here)")
     ap.add_argument("--chunks", type=int_at_least(1, "--chunks"), help="fix the TBPTT chunks per rollout (default: sampled as in training)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (backward_pass_autocast='off')")
     ap.add_argument("--device", help="default cuda when available, else cpu")
     ap.add_argument("--amp", choices=["bf16", "fp32"], help="default: the preset's (bf16) on CUDA, fp32 on CPU")
-    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every figure")
     args = ap.parse_args(argv)
 
@@ -91,16 +94,25 @@ def main(argv: list[str] | None = None) -> int:
                    lr=learning_rate(cfg, i), amp=amp)
         return cfg.batch_size * len(cfg.rollouts) * pl.num_glimpses
 
+    from tqdm import tqdm
+
     load0 = _loadavg()
+    bar = tqdm(total=args.warmup + args.steps, desc="benchmark (warm-up)", unit="step", disable=args.no_progress,
+               dynamic_ncols=True)
     for i in range(args.warmup):
         step(i)
+        bar.update(1)
     sync()
+    bar.set_description("benchmark (timed)")
     times, glimpses = [], []
     for i in range(args.warmup, args.warmup + args.steps):
         t0 = time.perf_counter()
         glimpses.append(step(i))
         sync()
         times.append(time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(step_s=f"{times[-1]:.3f}")
+    bar.close()
     syncs = None
     if device.type == "cuda":  # one more, untimed step under CUDA's sync debug mode: host syncs per step
         import warnings

@@ -8,6 +8,7 @@ import datetime as _dt
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,11 @@ examples:
   pretrain --run-dir runs/canvitb --resume --features /data/in21k-dv3b16-512 --scenes /data/in21k
 
 presets: """ + ", ".join(PRESETS) + """
-signals: SIGTERM/SIGINT checkpoint and stop after the current step; SIGUSR1 checkpoints and continues
+signals: SIGTERM/SIGINT checkpoint and stop after the current step (exit status 0 / 130); SIGUSR1
+checkpoints and continues
 """
+
+RESUME_HINT = "continue with the same command plus --resume (and the same --run-dir)"
 
 # Fields that only steer logging / checkpoint cadence: they may change on --resume.
 BOOKKEEPING = ("log_every", "checkpoint_every", "validate_every", "validation_glimpses", "validation_scenes")
@@ -41,21 +45,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _metavar(default: Any) -> str:
+    return {bool: "", int: "INT", float: "FLOAT", str: "STR"}.get(type(default), "V")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from canvit_results.cli import store_dir
+    from canvit_results.cli import HelpFormatter, output_dir, store_dir
 
     p = argparse.ArgumentParser(
         prog="pretrain",
         description="CanViT passive-to-active dense latent distillation (paper §5, Appendices D-E). "
         "A preset gives the recipe; flags override its fields.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--preset", default="canvit-b", choices=list(PRESETS), metavar="NAME",
-                   help="recipe: " + ", ".join(PRESETS) + " (default canvit-b = Table 2)")
+    p.add_argument("--preset", default=None, choices=list(PRESETS), metavar="NAME",
+                   help="recipe: " + ", ".join(PRESETS) + " (default canvit-b = Table 2; with --resume: the run's own)")
     p.add_argument("--list-presets", action="store_true", help="print the presets and their recipes, then exit")
     run = p.add_argument_group("run")
-    run.add_argument("--run-dir", metavar="DIR", help="checkpoints, metrics.csv, final/ (default: runs/PRESET-TIMESTAMP)")
+    run.add_argument("--run-dir", metavar="DIR", type=output_dir, help="checkpoints, metrics.csv, final/ (default: runs/PRESET-TIMESTAMP)")
     run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --run-dir "
                      "(without --run-dir: the newest runs/PRESET-* with a checkpoint)")
     run.add_argument("--max-steps", type=int, metavar="N", help="stop this invocation at global step N (the recipe is unchanged)")
@@ -69,23 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-name", help="results store key (default: the run directory's name)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard (needs tensorboard)")
-    run.add_argument("--threads", type=int, help="torch CPU threads")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own; smoke: 1)")
 
     from .data import add_data_arguments
 
     add_data_arguments(p)
-    rec = p.add_argument_group("recipe (override the preset's fields)")
+    rec = p.add_argument_group("recipe (override the preset's fields; default: the preset's value, shown for "
+                               "canvit-b and smoke)")
+    smoke = PRESETS["smoke"]
     for f in dataclasses.fields(PretrainConfig):
         if f.name in SKIP:
             continue
         default = f.default
+        b, s = default, getattr(smoke, f.name)
+        shown = lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+        what = "bookkeeping; may change on --resume" if f.name in BOOKKEEPING else "recipe field"
+        text = f"{what} {f.name} (default: the preset's; canvit-b {shown(b)}, smoke {shown(s)})"
         if isinstance(default, bool):
-            rec.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            rec.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif isinstance(default, tuple):
             typ = type(default[0]) if default else str
-            rec.add_argument(_flag(f.name), dest=f.name, nargs="+", type=typ, default=None, metavar="V")
+            rec.add_argument(_flag(f.name), dest=f.name, nargs="+", type=typ, default=None,
+                             metavar=_metavar(default[0]) if default else "V", help=text)
         else:
-            rec.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None, metavar="V")
+            rec.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None,
+                             metavar=_metavar(default), help=text)
     return p
 
 
@@ -122,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    preset_given = args.preset
+    args.preset = args.preset or "canvit-b"
     if args.list_presets:
         for name, c in PRESETS.items():
             model = c.model_preset
@@ -157,15 +175,33 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_dir = default_run_dir(args.preset)
 
+    from .checks import (
+        resume_problem,
+        run_dir_problem,
+        same_export_problem,
+        scenes_problem,
+        standardizers_problem,
+    )
+
+    problem = run_dir_problem(run_dir)
+    if problem:
+        return _err(problem)
     latest = ckpt.latest_checkpoint(run_dir) if (args.resume or args.export_final) else None
     if latest is not None:  # the checkpoint's recipe wins; only bookkeeping may change
         saved = PretrainConfig.from_dict(latest.state["config"])
-        clash = {k: (v, getattr(saved, k)) for k, v in over.items() if k not in BOOKKEEPING and getattr(saved, k) != v}
-        if clash:
-            return _err("these flags differ from the run's recipe and cannot change on --resume: "
-                        + ", ".join(f"--{k.replace('_', '-')} {v[0]!r} (run: {v[1]!r})" for k, v in clash.items()))
+        saved_preset = latest.state.get("preset")
+        # the same preset (or none): only the explicit flags are compared; another preset: its whole recipe
+        other = preset_given is not None and preset_given != saved_preset
+        asked = (PRESETS[preset_given] if other else saved).replace(**over)
+        problem = resume_problem(saved, asked, over, preset_given if other else None, saved_preset, BOOKKEEPING)
+        if problem:
+            return _err(problem)
         cfg = saved.replace(**{k: v for k, v in over.items() if k in BOOKKEEPING})
-        preset_name = latest.state.get("preset") or args.preset
+        preset_name = saved_preset or args.preset
+        if args.resume:
+            problem = same_export_problem(run_dir, args.features)
+            if problem:
+                return _err(problem)
     else:
         preset_name = args.preset
     if args.export_final:
@@ -179,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(NO_DATA_HELP, file=sys.stderr)
         return 2
+
+    for problem in (standardizers_problem(args.standardizers),
+                    scenes_problem("--scenes", args.images, args.split, args.image_column),
+                    scenes_problem("--val-scenes", args.val_images)):
+        if problem:
+            return _err(problem)
+    if args.images is not None and args.features is None and cfg.teacher == "tiny-random":
+        return _err(f"--scenes {args.images} needs a real teacher: --preset {preset_name}'s teacher 'tiny-random' is "
+                    "generated only with its own scenes (drop --scenes), or pass --teacher ID_OR_DIR")
 
     import torch
 
@@ -205,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         return _err(str(e))
     except ValueError as e:
         if type(e).__name__ == "ShardError" or str(e).startswith(("canvas_grid=", "batch_size=", "invalid pretraining")):
-            return _err(str(e))
+            return _err(_last_line(str(e)))
         raise
     if summary["status"] == "interrupted":
-        print(f"pretrain: stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint in "
+        print(f"pretrain: interrupted ({summary['stopped_by']}) at step {summary['step']}; checkpoint in "
               f"{run_dir / 'checkpoints'}; continue with --run-dir {run_dir} --resume", file=sys.stderr)
+        # Ctrl-C: 130 like every command; SIGTERM (a scheduler's pre-emption): 0, the run is safely checkpointed
+        return 130 if "SIGINT" in (summary["stopped_by"] or "") else 0
     elif d.main:
         trend = ""
         if "loss_first" in summary:
@@ -217,6 +264,16 @@ def main(argv: list[str] | None = None) -> int:
                      f"last {summary['loss_window']} steps {summary['loss_last']:.4f}")
         print(f"pretrain: done at step {summary['step']}{trend}; weights: {summary.get('final')}", file=sys.stderr)
     return 0
+
+
+def _last_line(msg: str) -> str:
+    """A loader worker's error comes back wrapped with its traceback ("Caught ShardError in DataLoader worker
+    process 0. Original Traceback ..."): keep the error's own line."""
+    lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return msg
+    last = lines[-1]
+    return last.split("Error: ", 1)[1] if "Error: " in last else last
 
 
 def export_final(latest: Any, cfg: PretrainConfig, run_dir: Path) -> int:
@@ -236,5 +293,26 @@ def export_final(latest: Any, cfg: PretrainConfig, run_dir: Path) -> int:
     return 0
 
 
+def pretrain_main(argv: Sequence[str] | None = None) -> int:
+    """The `pretrain` console script (and `python -m canvit_train.pretrain.cli`): the run's own status only.
+
+    Ctrl-C outside the training loop is one line and 130 (inside it, the loop checkpoints first); the
+    output streams are flushed here, where a failure (a closed pipe) cannot turn a finished run's 0 into the
+    interpreter's exit status 120 at shutdown.
+    """
+    from canvit_results.cli import run_main
+
+    rc = run_main("pretrain", main, list(sys.argv[1:] if argv is None else argv), resume_hint=RESUME_HINT)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said anyway
+            try:  # and the interpreter's own flush at exit must not fail on it again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+    return rc
+
+
 if __name__ == "__main__":  # torchrun -m canvit_train.pretrain.cli ...
-    raise SystemExit(main())
+    raise SystemExit(pretrain_main())

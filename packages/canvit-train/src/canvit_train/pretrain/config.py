@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canvit_model import PRESETS as MODEL_PRESETS
+from canvit_model import releases
 
 ROLLOUTS = ("f-iid", "r-iid")  # F-IID: full scene first, then random; R-IID: random from t0
 
@@ -21,7 +22,7 @@ ROLLOUTS = ("f-iid", "r-iid")  # F-IID: full scene first, then random; R-IID: ra
 class PretrainConfig:
     # model
     model_preset: str = "canvitb16"  # a canvit_model.PRESETS name (architecture)
-    teacher: str = "facebook/dinov3-vitb16-pretrain-lvd1689m"  # hub id or local dir (transformers layout)
+    teacher: str = releases.TEACHER  # hub id or local dir (transformers layout)
     # data
     dataset: str = "ImageNet-21k"
     dataset_version: str = "winter21_whole"

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvit_model import releases
 
 from .config import PretrainConfig
 from .trainer import DataSetup
 
-NO_DATA_HELP = """\
+NO_DATA_HELP = f"""\
 pretrain needs scenes and teacher targets, and none were given.
 
   The paper's setup (ImageNet-21k winter21_whole at 512 px, DINOv3 ViT-B/16 targets):
@@ -37,7 +38,7 @@ pretrain needs scenes and teacher targets, and none were given.
 
   Without an export, targets can come from the teacher on the fly (slower per step):
          uv run --package canvit-train pretrain --preset canvit-b --scenes /data/in21k
-    (the teacher facebook/dinov3-vitb16-pretrain-lvd1689m is gated on the Hugging Face hub: accept its
+    (the teacher {releases.TEACHER} is gated on the Hugging Face hub: accept its
      licence there and `huggingface-cli login`, or pass --teacher /path/to/a/local/copy)
 
   To try the whole pipeline on this machine in a couple of minutes (generated scenes, tiny model):
@@ -132,7 +133,10 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--standardizers", metavar="FILE", help="per-position statistics from `canvit-train "
                    "compute-standardizers` (default: FEATURES/standardizers.safetensors if present, else fitted "
                    "on the first --standardizer-samples scenes)")
-    g.add_argument("--workers", type=int, default=8, help="data loader worker processes (default 8)")
+    from canvit_results.cli import default_workers, int_at_least
+
+    g.add_argument("--workers", type=int_at_least(0, "--workers"), default=default_workers(),
+                   help="data loader worker processes (default: min(8, CPUs) = %(default)s)")
     g.add_argument("--synthetic", type=int, metavar="DIM", help="no data: random scenes with DIM-dim targets that are "
                    "a fixed function of them (pipeline checks, tests, benchmarks)")
     g.add_argument("--smoke-data", metavar="DIR", help="smoke: where to generate the scene set (default RUN_DIR/data)")
@@ -205,7 +209,9 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
             raise ValueError(f"--features {features} holds {manifest.resolution}px scenes but scene_size={cfg.scene_size}; "
                              f"pass --scene-size {manifest.resolution} or export at {cfg.scene_size}")
         dim, grid = manifest.dim, manifest.grid
-        desc.update(mode="shards", features=str(features), images=str(images))
+        from .checks import export_record
+
+        desc.update(mode="shards", features=str(features), images=str(images), **export_record(features))
 
         def train(start: int, r: int, w: int) -> Any:
             return FeatureShardLoader(features, images, cfg.batch_size, start_position=start, num_workers=workers,
@@ -218,7 +224,7 @@ def build_data(args: argparse.Namespace, cfg: PretrainConfig, run_dir: Path, dev
         def shard_features() -> Any:
             from canvit_train.data.standardizers import iter_shard_features
 
-            return iter_shard_features(features, checksum=False)
+            return iter_shard_features(features, checksum=True)
     else:
         standardizers, shard_features = args.standardizers, None
         teacher = load_teacher(teacher_id, device)

@@ -540,6 +540,9 @@ def train(cfg: PretrainConfig, data: DataSetup, opts: RunOptions) -> dict[str, A
             bar.close()
         if tb is not None:
             tb.close()
+        stop_workers = getattr(loader, "_shutdown_workers", None)  # now, not at interpreter exit
+        if stop_workers is not None:
+            stop_workers()
     summary: dict[str, Any] = {"status": status, "step": step, "run_dir": str(run_dir), "last_loss": last_loss,
                                "stopped_by": stopped_by, "wall_s": time.perf_counter() - t_start}
     if d.main and (run_dir / "metrics.csv").exists():
