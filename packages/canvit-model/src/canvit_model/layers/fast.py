@@ -66,6 +66,8 @@ def graph_capture() -> bool:
 
 def cpu_fast_mode(x: torch.Tensor, training: bool) -> str | None:
     """"fp32" / "bf16" when the CPU fast path applies to input x of a module in `training` mode, else None."""
+    if graph_capture():  # first: a traced graph must not even read the mode
+        return None
     mode = _MODE.get()
     if (
         mode == "eager"
@@ -74,7 +76,6 @@ def cpu_fast_mode(x: torch.Tensor, training: bool) -> str | None:
         or x.dtype != torch.float32
         or torch.is_grad_enabled()
         or torch.is_autocast_enabled("cpu")
-        or graph_capture()
     ):
         return None
     return mode
