@@ -5,7 +5,7 @@
     uv run python benchmarks/bench_ade20k_eval.py --device cpu --batch-size 1 --glimpses 2 --repeats 2
 
 Random weights (throughput does not depend on them), random scenes and labels, the same code path as
-`canvit-eval ade20k` (`canvit_eval.ade20k.common.evaluate_canvit_batches`). Prints seconds per batch
+`canvit-eval ade20k` (`canvit_eval.ade20k.common.canvit_confusion`, one batch of the harness loop). Prints seconds per batch
 (min and median over repeats after one warm-up), images/s, glimpses/s and, on CUDA, peak memory.
 Data loading is not included.
 """
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from canvit_eval.ade20k.common import evaluate_canvit_batches
+from canvit_eval.ade20k.common import canvit_confusion
 from canvit_eval.ade20k.metrics import ConfusionMatrix
 from canvit_model import CanViTConfig, CanViTForPretraining, SegmentationProbe
 
@@ -49,9 +49,9 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        evaluate_canvit_batches(model, probe, [(0, scenes, labels)], cm, policy=args.policy,
-                                num_glimpses=args.glimpses, seed=0, canvas_grid=args.canvas_grid,
-                                glimpse_px=args.glimpse_px, amp=args.amp, device=dev)
+        cm.counts += canvit_confusion(model, probe, scenes, labels, num_classes=150, policy=args.policy,
+                                      num_glimpses=args.glimpses, seed=0, batch_index=0,
+                                      canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px, amp=args.amp)
         cm.counts.sum().item()  # wait for the device
         return time.perf_counter() - t0
 

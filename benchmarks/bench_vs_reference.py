@@ -8,7 +8,7 @@ repository root:
     .venv-ref/bin/python benchmarks/bench_vs_reference.py                  # 512/32^2 + 1024/64^2, 1 and 2 threads
     .venv-ref/bin/python benchmarks/bench_vs_reference.py --scenes 512 --threads 1 --repeats 10
 
-What is timed is the paper's latency call (Appendix I / pipeline-notes 2.8): batch 1,
+What is timed is the paper's latency call (paper Appendix I): batch 1,
 torch.inference_mode, `init_state(1, scene/16)` + one forward of a 128 px full-scene glimpse; ours in each
 CPU inference mode (`--modes`: "eager" = plain fp32 ops, "fp32" = the default oneDNN fast path, "bf16" =
 the opt-in reduced-precision path), the reference in its fp32 eager. Both

@@ -17,31 +17,30 @@ The results layout and which command fills which table: paper/README.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import inspect
 import os
 import sys
 from pathlib import Path
 
+from paper.tablelib import Context, Table, check_format, default_results, extension, render_summary
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from tablelib import Context, Table, check_format, default_results, extension, render_summary  # noqa: E402
 
 
-def table_modules() -> dict[int, Path]:
-    return {int(p.stem[5:]): p for p in sorted((HERE / "tables").glob("table[0-9][0-9].py"))}
+def table_modules() -> dict[int, str]:
+    """{table number: module name} of paper/tables/tableNN.py."""
+    return {int(p.stem[5:]): f"paper.tables.{p.stem}" for p in sorted((HERE / "tables").glob("table[0-9][0-9].py"))}
 
 
-def figure_modules() -> dict[int, Path]:
-    return {int(p.stem[6:]): p for p in sorted((HERE / "figures").glob("figure[0-9][0-9].py"))}
+def figure_modules() -> dict[int, str]:
+    """{figure number: module name} of paper/figures/figureNN.py."""
+    return {int(p.stem[6:]): f"paper.figures.{p.stem}" for p in sorted((HERE / "figures").glob("figure[0-9][0-9].py"))}
 
 
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(f"paper_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load(name: str):
+    """A table or figure module by name (`paper.tables.table03`)."""
+    return importlib.import_module(name)
 
 
 def _call(fn, *args, ctx: Context):
@@ -58,18 +57,18 @@ def build_tables(only: list[int] | None = None, ctx: Context | None = None) -> l
         if unknown:
             raise SystemExit(f"no script for table(s) {unknown}; available: {sorted(mods)}")
     tables: list[Table] = []
-    for number, path in mods.items():
+    for number, name in mods.items():
         if only and number not in only:
             continue
-        tables.extend(_call(load(path).build, ctx=ctx))
+        tables.extend(_call(load(name).build, ctx=ctx))
     return tables
 
 
 def build_figures(out_dir: Path, ctx: Context | None = None) -> list[Path]:
     ctx = ctx or Context(results=default_results())
     paths: list[Path] = []
-    for path in figure_modules().values():
-        paths.extend(_call(load(path).build, out_dir, ctx=ctx))
+    for name in figure_modules().values():
+        paths.extend(_call(load(name).build, out_dir, ctx=ctx))
     return paths
 
 
@@ -95,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", nargs="+", default=[], metavar="FMT", dest="formats",
                     help="extra tabulate formats to write beside Markdown and CSV (latex, latex_booktabs, plain, "
                          "simple, grid, html, rst, ...); the first one is also what is printed")
+    ap.add_argument("--model", default=None, metavar="LABEL",
+                    help="show only this model's runs: its label as the tables print it (e.g. final@1a2b3c4d), "
+                         "the digest or name part of it, or the checkpoint path / hub id (default: the released "
+                         "CanViT-B if present, else every model, rows labelled)")
     ap.add_argument("--quiet", action="store_true", help="do not print the tables")
     ap.add_argument("--no-figures", action="store_true", help="do not build paper/figures/figureNN.py")
     args = ap.parse_args(argv)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and set(args.only) - available:
         ap.error(f"--only {' '.join(map(str, sorted(set(args.only) - available)))}: no such table; "
                  f"available: {' '.join(map(str, sorted(available)))}")
-    ctx = Context(results=results)
+    ctx = Context(results=results, model=args.model)
     tables = build_tables(args.only, ctx)
     write_all(tables, args.out, [f for f in formats if f != "github"])
     if not args.quiet:

@@ -17,7 +17,7 @@ import pandas as pd
 from canvit_model import PRESETS, CanViTConfig, releases
 from canvit_results import load_runs, summarize
 
-from tablelib import Bold, Context, Pending, Table
+from paper.tablelib import Bold, Context, Pending, Table
 
 FLAGSHIP = releases.FLAGSHIP  # the released CanViT-B checkpoint
 TEACHER = releases.TEACHER
@@ -118,15 +118,39 @@ def latency(device: str = "cpu") -> Pending:
 INT_META = ("extra.scene_size", "extra.canvas_grid", "extra.input_px", "extra.seed", "extra.num_glimpses")
 
 
+LABEL = "extra.model_label"  # `{model name}@{8 hex digits of its weights digest}` (canvit-eval writers)
+
+
 def runs(ctx: Context, kind: str, meta: Sequence[str]) -> pd.DataFrame:
-    """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns."""
-    df = load_runs(ctx.results, kind, with_meta=list(meta), missing_ok=True)
+    """All complete runs of `kind` with sidecar fields `meta` (e.g. "extra.policy") as columns, plus the model
+    label; with `ctx.model` (make_tables --model) only the runs of that model (`model_matches`)."""
+    meta = list(meta)
+    df = load_runs(ctx.results, kind, with_meta=[*meta, LABEL] if LABEL not in meta else meta, missing_ok=True)
     for m in meta:
         if m not in df.columns:
             df[m] = pd.Series(dtype=object)
         elif m in INT_META:
             df[m] = pd.to_numeric(df[m], errors="coerce").astype("Int64")
+    selected = getattr(ctx, "model", None)
+    if selected and not df.empty:
+        df = df[[model_matches(selected, lab, mod) for lab, mod in
+                 zip(df.get(LABEL, [None] * len(df)), df.get("extra.model", [None] * len(df)))]]
     return df
+
+
+def model_matches(selected: str, label: object, model: object) -> bool:
+    """Does `--model SELECTED` name this run's model: its label (`final@1a2b3c4d`), the label's digest or name
+    part, or the checkpoint it evaluated?"""
+    sel = selected.rstrip("/")
+    lab = str(label) if isinstance(label, str) else ""
+    return sel in (lab, lab.split("@")[-1], lab.split("@")[0]) or (isinstance(model, str) and model.rstrip("/") == sel)
+
+
+def _who(df: pd.DataFrame, column: str) -> pd.Series:
+    """Each row's model: its label where the writer recorded one (weights digest included), else `column`."""
+    if LABEL not in df.columns:
+        return df[column]
+    return df[LABEL].where(df[LABEL].notna(), df[column])
 
 
 def not_canvit_b(model: object) -> str | None:
@@ -144,7 +168,10 @@ def not_canvit_b(model: object) -> str | None:
 
 
 def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFrame, list[str]]:
-    """Keep one model's runs: the released CanViT-B if present, else the model with the most runs.
+    """Which model's runs fill the rows: the released CanViT-B if present (others left out, named in the notes;
+    make_tables --model picks another); else, when several models remain (e.g. two runs' `final` folders), all
+    of them, each row's policy labelled with its model (`C2F · final@1a2b3c4d`); else the one model.
+    Models are told apart by their label (name + weights digest) where the store has one.
     Runs of local checkpoints that are not CanViT-B (smoke / tiny models) and `--limit` runs never fill a row.
     Returns (rows, notes) so the table says which model it shows and which runs it left out."""
     if df.empty or column not in df.columns:
@@ -160,14 +187,27 @@ def pick_model(df: pd.DataFrame, column: str = "extra.model") -> tuple[pd.DataFr
     df = df[~df["run_key"].isin(limited) & ~df[column].isin(list(wrong))]
     if df.empty:
         return df, notes
-    counts = df.groupby(column, dropna=False)["run_key"].nunique().sort_values(ascending=False)
-    models = [m for m in counts.index]
-    chosen = FLAGSHIP if FLAGSHIP in models else models[0]
+    who = _who(df, column)
+    counts = who.groupby(who, dropna=False).size()  # rows per model
+    runs_of = {m: df[who == m]["run_key"].nunique() for m in counts.index}
+    models = sorted(counts.index, key=lambda m: -runs_of[m])
+    flagship = [m for m in models if (df[who == m][column] == FLAGSHIP).any()]
+    if len(models) > 1 and not flagship:  # no released model to prefer: every model's rows, labelled
+        df = df.copy()
+        if "extra.policy" in df.columns:
+            df["extra.policy"] = [f"{POLICY_LABELS.get(p, p)} · {m}" for p, m in zip(df["extra.policy"], who)]
+        paths = {m: df[who == m][column].iloc[0] for m in models}
+        notes.insert(0, "Ours: runs of several models, each row labelled `name@digest` (its weights' sha256; "
+                        "`make_tables --model LABEL` shows one): "
+                        + "; ".join(f"{m} = {paths[m]} ({runs_of[m]} runs)" for m in models) + ".")
+        return df, notes
+    chosen = flagship[0] if flagship else models[0]
     notes.insert(0, f"Ours: runs of model {chosen}.")
-    others = [f"{m} ({counts[m]} runs)" for m in models if m != chosen]
+    others = [f"{m} ({runs_of[m]} runs)" for m in models if m != chosen]
     if others:
-        notes.append(f"Left out (another model): {', '.join(str(o) for o in others)}.")
-    return df[df[column] == chosen], notes
+        notes.append(f"Left out (another model; `make_tables --model LABEL` shows it): "
+                     f"{', '.join(str(o) for o in others)}.")
+    return df[who == chosen], notes
 
 
 def summary(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> dict[tuple, dict]:

@@ -58,6 +58,7 @@ class Context:
 
     results: Path = REPO / "results"
     latency_csvs: Sequence[Path] | None = None  # None: benchmarks/results/*.csv of the repository
+    model: str | None = None  # make_tables --model: only this model's runs (its label, name or checkpoint)
 
     @property
     def where(self) -> str:

@@ -10,8 +10,6 @@ A panel without results says which command fills it; the paper's curves are draw
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,23 +18,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PAPER_DIR = Path(__file__).resolve().parents[1]
-if str(PAPER_DIR) not in sys.path:
-    sys.path.insert(0, str(PAPER_DIR))
-
-import sources  # noqa: E402
 from canvit_eval import flops  # noqa: E402
-from tablelib import Context, default_results  # noqa: E402
 
-
-def _table(stem: str):
-    spec = importlib.util.spec_from_file_location(f"paper_fig04_{stem}", PAPER_DIR / "tables" / f"{stem}.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-
-t6, t7 = _table("table06"), _table("table07")
+from paper import sources  # noqa: E402
+from paper.tablelib import Context, default_results  # noqa: E402
+from paper.tables import table06 as t6  # noqa: E402
+from paper.tables import table07 as t7  # noqa: E402
 
 # Paper-reported ADE20K mIoU of the prior active models (Section 2 / 6.1), at T = 8 glimpses.
 BASELINES = {"AME (T = 8)": (lambda: flops.ame(8, "paper").gflops, 27.6),

@@ -7,7 +7,6 @@ Without runs, each panel names the command that produces them.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,12 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PAPER_DIR = Path(__file__).resolve().parents[1]
-if str(PAPER_DIR) not in sys.path:
-    sys.path.insert(0, str(PAPER_DIR))
-
-import sources  # noqa: E402
-from tablelib import Context, default_results  # noqa: E402
+from paper import sources  # noqa: E402
+from paper.tablelib import Context, default_results  # noqa: E402
 
 ROLLOUTS = ("r-iid", "f-iid")
 COMPONENTS = {"patch": "Patch MSE", "cls": "CLS MSE"}

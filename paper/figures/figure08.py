@@ -8,7 +8,6 @@ measurements says which command fills it.
 
 from __future__ import annotations
 
-import importlib.util
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,9 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("paper_table19", Path(__file__).resolve().parents[1] / "tables" / "table19.py")
-t19 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(t19)
+from paper.tables import table19 as t19  # noqa: E402
 
 COLORS = {"canvit-b": "tab:blue", "dinov3-b": "tab:orange"}
 NAMES = {"canvit-b": "CanViT-B", "dinov3-b": "DINOv3 ViT-B/16"}

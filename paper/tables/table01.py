@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from canvit_model import preset
-from tablelib import Table
+
+from paper.tablelib import Table
 
 
 _SIZE_LETTER = {384: "S", 768: "B", 1024: "L", 1280: "H"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from canvit_model import PRESETS as MODEL_PRESETS
 from canvit_train.pretrain.config import PRESETS
-from tablelib import Table
+
+from paper.tablelib import Table
 
 PRESET = "canvit-b"
 # The paper's Table 2, as printed (plain text).

@@ -4,11 +4,12 @@ the CanViT-B baseline preset `canvitb16`)."""
 
 from __future__ import annotations
 
-import sources
 import canvit_model
 from canvit_eval import flops
 from canvit_model import PRESETS
-from tablelib import Context, Pending, Table, default_results
+
+from paper import sources
+from paper.tablelib import Context, Pending, Table, default_results
 
 # The paper's printed GFLOPs column (Table 3), by row; kept as data to compare against ours.
 PAPER_GFLOPS = {"baseline": 15.5, "a": 13.1, "b": 14.8, "c": 17.2, "d": 13.9, "e": 13.4, "f": 15.5,

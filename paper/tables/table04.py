@@ -3,9 +3,10 @@ CI range across runs where n > 1, the point estimate otherwise), from the `recon
 
 from __future__ import annotations
 
-import sources
 from canvit_model import PRESETS
-from tablelib import Context, Table, default_results
+
+from paper import sources
+from paper.tablelib import Context, Table, default_results
 
 TIMESTEPS = (0, 9)
 # The paper's Table 4: preset -> (t=0 Sp., t=0 CLS, t=9 Sp., t=9 CLS), as printed.

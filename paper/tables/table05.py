@@ -8,10 +8,11 @@ convention) DINOv3-B 512 px is 215.04, not the printed 215.21, and CanViT c32 is
 
 from __future__ import annotations
 
-import sources
 from canvit_eval import flops
 from canvit_model import CanViTConfig
-from tablelib import Context, Table, default_results
+
+from paper import sources
+from paper.tablelib import Context, Table, default_results
 
 # At t = 0 these policies all show the full scene (x, y, s) = (0, 0, 1): their t = 0 mIoU is Table 5's.
 FULL_SCENE_POLICIES = ("f-iid", "c2f", "rfs")

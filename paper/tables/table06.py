@@ -5,10 +5,11 @@ the paper's 12 (e.g. 512 px with a 64x64 canvas) get rows of their own."""
 
 from __future__ import annotations
 
-import sources
 from canvit_eval import flops
 from canvit_model import CanViTConfig
-from tablelib import Context, Table, default_results
+
+from paper import sources
+from paper.tablelib import Context, Table, default_results
 
 TIMESTEPS = (0, 1, 2, 3, 4, 9, 16, 20)
 # The paper's Table 6: (policy, scene, grid) -> (n, [mean at TIMESTEPS], [CI half-width at TIMESTEPS]).

@@ -3,8 +3,8 @@ half-width of the 95% bootstrap CI; bold = best policy at that timestep (ours an
 
 from __future__ import annotations
 
-import sources
-from tablelib import Context, Table, default_results
+from paper import sources
+from paper.tablelib import Context, Table, default_results
 
 TIMESTEPS = (0, 1, 2, 3, 4, 5, 9, 15, 20)
 SCENE, GRID = 512, 32

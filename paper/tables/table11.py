@@ -5,7 +5,8 @@ from __future__ import annotations
 from canvit_eval import flops
 from canvit_model import BACKBONES
 from canvit_model.dinov3 import NUM_REGISTERS
-from tablelib import Table
+
+from paper.tablelib import Table
 
 BACKBONE = "vitb16"
 # The paper's Table 11 (and the G.4 text: 1029 tokens, ~215.2 GFLOPs at 512 px); None = not printed.

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from canvit_eval import flops
 from canvit_model import BACKBONES
-from tablelib import Table
+
+from paper.tablelib import Table
 
 _VIT_NAMES = {"vits16": "ViT-S", "vitb16": "ViT-B", "vitl16": "ViT-L", "vith16plus": "ViT-H+"}
 # The paper's Tables 12 and 14: parameter -> (encoder, decoder); "" = blank in the paper.

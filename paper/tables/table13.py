@@ -7,7 +7,8 @@ encoder would be 202.72 -> 202.7, not the printed 202.8.
 from __future__ import annotations
 
 from canvit_eval import flops
-from tablelib import Table
+
+from paper.tablelib import Table
 
 PAPER = {"Encoder (cumulative re-encoding)": 202.8, "Decoder (9x)": 106.2, "Total": 309.0}
 

@@ -7,7 +7,8 @@ reconstruction (see canvit_eval.flops.adaglimpse_cnn_head) at 84.31 G per step.
 from __future__ import annotations
 
 from canvit_eval import flops
-from tablelib import Table
+
+from paper.tablelib import Table
 
 PAPER = {
     "Encoder (cumulative re-encoding)": 57.4,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from canvit_eval import flops
 from canvit_model import CanViTConfig
-from tablelib import Table
+
+from paper.tablelib import Table
 
 # model -> (encoder, decoder, total) as printed; None = "—"
 PAPER = {

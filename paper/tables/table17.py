@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 
-import sources
 from canvit_results import load_meta
-from tablelib import Context, Table, default_results
+
+from paper import sources
+from paper.tablelib import Context, Table, default_results
 
 BACKBONES = ("vits16", "vits16plus", "vitb16", "vitl16", "vith16plus")
 # Table 17 as printed: backbone -> (ReaL top-1 official, ReaL top-1 paper's probe, IN1k top-1 paper's probe)

@@ -13,7 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from canvit_results import load_runs
-from tablelib import Context, Pending, Table, default_results
+
+from paper.tablelib import Context, Pending, Table, default_results
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 CMD = "uv run --package canvit-eval canvit-latency"

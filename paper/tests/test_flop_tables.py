@@ -1,23 +1,14 @@
 """Our analytical FLOPs round to the paper's printed values (Tables 3, 5, 10, 13, 15, 16)."""
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import pytest
-
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-from canvit_eval.flops import round_half_up  # noqa: E402
-from canvit_model import PRESETS  # noqa: E402
+from canvit_eval.flops import round_half_up
+from canvit_model import PRESETS
 
 
 def _load(kind: str, stem: str):
-    spec = importlib.util.spec_from_file_location(f"paper_{kind}_{stem}_test", PAPER / kind / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"paper.{kind}.{stem}")
 
 
 def _decimals(v: float) -> int:
@@ -84,3 +75,51 @@ def test_figure07_writes_png(tmp_path):
     canvit, ame = b["CanViT-B (32x32 canvas)"], b["AME"]
     assert canvit[7] == pytest.approx(8 * canvit[0])  # linear in T
     assert round_half_up(ame[7], 1) == 309.0  # T = 8: Table 13
+
+
+def _rows(table) -> list[dict]:
+    return [dict(zip(table.columns, r)) for r in table.rows]
+
+
+def test_table09_rendered_formulas_evaluate_to_the_counters_numbers():
+    """Read the rendered cells back: symbols -> the counter's arguments, "k²" -> k**2, juxtaposition -> *;
+    the expression must give what canvit_eval.flops computes, at random sizes."""
+    import random
+    import re
+
+    from canvit_eval import flops
+
+    (t9,) = _load("tables", "table09").build()
+    rows = _rows(t9)
+    assert [r["Operation"].split("(")[0] for r in rows] == [p.operation for p in flops.PRIMITIVES]
+    rng = random.Random(1)
+    for r, p in zip(rows, flops.PRIMITIVES):
+        symbols = [s.strip() for s in r["Operation"].split("(", 1)[1].rstrip(")").split(",")]
+        assert len(symbols) == len(p.args)
+        assert (r["Per"] == "token") == p.per_token and r["Per"] == r["Per (paper)"]
+        assert r["In totals"] == ("yes" if p.in_totals else "no")
+        text = r["FLOPs"].removeprefix("≈ ")
+        expr = " * ".join(re.sub(r"(\w+)²", r"(\1**2)", tok) for tok in text.split())
+        for _ in range(10):
+            values = {s: rng.randint(1, 3000) for s in symbols}
+            assert eval(expr, {}, dict(values)) == p.cost(**{a: values[s] for s, a in zip(symbols, p.args)}), r
+        if r["FLOPs (paper)"].startswith("≈"):
+            assert r["FLOPs"].startswith("≈")
+    ex = {r["Operation"].split("(")[0]: r["Example"] for r in rows}
+    assert "= 3,538,944 per token" in ex["Linear"]  # 2 x 768 x 2304, a ViT-B QKV projection
+    assert f"= {flops.segmentation_head(32, 1024):,}:" in ex["Conv2d"]  # the 1x1 probe as a Conv2d = as a linear
+    assert t9.counts() == (3 * 8, 0)
+
+
+def test_table08_covers_the_papers_symbols_and_every_primitive_argument():
+    from canvit_eval import flops
+
+    t8_mod = _load("tables", "table08")
+    (t8,) = t8_mod.build()
+    rows = {r["Symbol"]: r for r in _rows(t8)}
+    assert set(t8_mod.PAPER) <= set(rows)  # every symbol of the paper's Table 8 has a row of ours
+    used = {a for p in flops.PRIMITIVES for a in p.args}
+    assert used <= {a for r in rows.values() for a in r["Arguments"].split(", ")}
+    assert "conv2d" in rows["k"]["Used by"].split(", ") and "dinov3" not in rows["k"]["Used by"]
+    assert "AME" in rows["g"]["Used by"] and rows["L"]["Meaning (paper)"] == "Number of Transformer blocks (depth)"
+    assert rows["d_in"]["Symbol (paper)"] == "—" and rows["n_kv"]["Symbol (paper)"] == "n_q, n_kv"

@@ -2,7 +2,6 @@
 through canvit_results.write_run: the right cells, CIs (against canvit_results.bootstrap_ci), bold marks,
 pending commands and produced / pending counts."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,8 @@ import pytest
 from canvit_model import PRESETS, releases
 from canvit_results import bootstrap_ci, provenance, write_run
 
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-import make_tables  # noqa: E402
-import sources  # noqa: E402
-from tablelib import Bold, Context, Pending  # noqa: E402
+from paper import make_tables, sources
+from paper.tablelib import Bold, Context, Pending
 
 FLAGSHIP = PRESETS["canvitb16"].hub_repo
 # ADE20K fake mIoU: policy -> level; each run adds a seed offset, each timestep a gain.
@@ -234,9 +229,9 @@ def test_make_tables_populated_writes_summary_and_figures(store, tmp_path):
 
     ctx = Context(results=store, latency_csvs=[])
     for n in (4, 6):
-        (png,) = make_tables._call(make_tables.load(PAPER / "figures" / f"figure{n:02d}.py").build, out, ctx=ctx)
+        (png,) = make_tables._call(make_tables.load(f"paper.figures.figure{n:02d}").build, out, ctx=ctx)
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
-    f6 = make_tables.load(PAPER / "figures" / "figure06.py")
+    f6 = make_tables.load("paper.figures.figure06")
     series = f6.series(ctx)
     assert set(series) == {(r, c) for r in ("f-iid", "r-iid") for c in ("patch", "cls")}
     assert all(set(runs) == {"abl-baseline", "abl-no-vpe"} for runs in series.values())

@@ -1,19 +1,12 @@
 import csv
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-from tablelib import Context, Pending  # noqa: E402
+from paper.tablelib import Context, Pending
 
 
 def _load(rel):
-    spec = importlib.util.spec_from_file_location(f"t_{Path(rel).stem}", PAPER / rel)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+    return importlib.import_module("paper." + rel.removesuffix(".py").replace("/", "."))
 
 
 def _rows():

@@ -1,16 +1,11 @@
 """The renderer: pandas DataFrame cells (values, Bold, Pending) -> tabulate Markdown / CSV / LaTeX / HTML."""
 
 import io
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-from tablelib import (  # noqa: E402
+from paper.tablelib import (
     REPO, Bold, Context, Pending, Table, check_format, default_results, extension, render_summary, summary_table,
 )
 

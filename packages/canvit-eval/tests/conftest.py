@@ -58,3 +58,38 @@ def expect_usage_errors(capsys):
             assert last.startswith(f"{prog}: error: {flag} ") and why in last, last
 
     return check
+
+
+def _store_complete(task, argv, table, results):
+    """Write `table` into `results` as the complete run the task would write for `argv` (its own `plan()`
+    computes the identity key): what a finished earlier run leaves behind. Returns the key."""
+    import argparse
+
+    from canvit_results import provenance, write_run
+
+    parser = task.build_parser()
+    args = parser.parse_args([*argv, "--results", str(results)])
+    ident = task.plan(parser, args, torch.device("cpu"))[0]
+    write_run(results, ident.kind, ident.key, table, provenance(config={}), extra={"identity": ident.record()})
+    return ident.key
+
+
+def _only_key(results, kind, prefix):
+    """The one complete run of `kind` whose key starts with `prefix` + "-" (prefix + identity digest)."""
+    from canvit_results import list_runs
+
+    keys = [r.key for r in list_runs(results, kind) if r.key.startswith(prefix + "-")]
+    assert len(keys) == 1, keys
+    return keys[0]
+
+
+@pytest.fixture(scope="session")
+def store_complete():
+    """`store_complete(task_module, argv, table, results) -> key`: a finished earlier run of that identity."""
+    return _store_complete
+
+
+@pytest.fixture(scope="session")
+def only_key():
+    """`only_key(results, kind, prefix) -> key`: the one complete run under a readable prefix."""
+    return _only_key

@@ -4,7 +4,7 @@ flag, no traceback (the loaders' FileNotFoundError / ValueError used to escape).
 import pytest
 import torch
 from canvit_data.synthetic import write_ade20k
-from canvit_eval.ade20k import evaluate, train_probe
+from canvit_eval.tasks import ade20k as evaluate, train_probe
 
 
 @pytest.fixture
@@ -46,16 +46,17 @@ def _fake_checkpoint(path):
     return path
 
 
-def test_evaluate_checks_paths_before_skipping_a_complete_key(ade, tmp_path, capsys):
+def test_evaluate_checks_paths_before_skipping_a_complete_key(ade, tmp_path, capsys, store_complete):
     """A complete key in the store does not hide a typo: --data / --probe / --model are checked first."""
     import pandas as pd
-    from canvit_results import is_complete, provenance, write_run
+    from canvit_results import is_complete
 
     res = tmp_path / "res"
     model, probe = _fake_checkpoint(tmp_path / "m"), _fake_checkpoint(tmp_path / "p")
-    write_run(res, "ade20k", "m-c2f-s512-c32-seed0", pd.DataFrame({"t": [0], "miou": [0.5]}), provenance(config={}))
-    assert is_complete(res, "ade20k", "m-c2f-s512-c32-seed0")
     good = {"--model": str(model), "--probe": str(probe), "--data": str(ade)}
+    key = store_complete(evaluate, [*[x for kv in good.items() for x in kv], "--device", "cpu"],
+                         pd.DataFrame({"t": [0], "miou": [0.5]}), res)
+    assert is_complete(res, "ade20k", key) and key.startswith("m-c2f-s512-c32-seed0-")
     argv = lambda **bad: [x for k, v in {**good, **bad}.items() for x in (k, v)] + [
         "--device", "cpu", "--results", str(res)]
     prog = "canvit-eval ade20k"
@@ -100,7 +101,7 @@ def test_train_probe_bad_input_creates_no_output_dir(ade, tmp_path, capsys):
     (tmp_path / "f").write_text("")
     with pytest.raises(SystemExit) as e:
         train_probe.main(["--model", str(model), "--data", str(ade), "--out", str(tmp_path / "f"), "--device", "cpu"])
-    assert e.value.code == 2 and f"error: --out '{tmp_path / 'f'}' is a file" in capsys.readouterr().err
+    assert e.value.code == 2 and f"--out: '{tmp_path / 'f'}' is a file" in capsys.readouterr().err
 
 
 NO_CUDA = "banana" if torch.cuda.is_available() else "cuda:7"  # a --device this machine cannot use

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from canvit_data.synthetic import write_ade20k
-from canvit_eval.ade20k import evaluate, train_probe
-from canvit_eval.ade20k.common import evaluate_canvit_batches
+from canvit_eval.tasks import ade20k as evaluate, train_probe
+from canvit_eval.ade20k.common import canvit_confusion
 from canvit_eval.ade20k.data import EvalSet, open_ade20k
 from canvit_eval.ade20k.metrics import ConfusionMatrix
 from canvit_eval.cli import main as cli_main
@@ -58,7 +58,7 @@ def _chance_miou(env) -> float:
     return best
 
 
-def test_trained_probe_beats_chance_and_writes_the_results_kind(env, tmp_path):
+def test_trained_probe_beats_chance_and_writes_the_results_kind(env, tmp_path, only_key):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(BACKBONES, "tiny", TINY)
         assert evaluate.main(_eval_argv(env, "f-iid", tmp_path)) == 0
@@ -69,7 +69,7 @@ def test_trained_probe_beats_chance_and_writes_the_results_kind(env, tmp_path):
     # Stated margin: after 200 CPU steps the probe's full-scene (t = 0) mIoU beats the best data-blind
     # predictor by at least 0.2 absolute (observed 0.50 vs 0.10).
     assert df["miou"].iloc[0] >= chance + 0.2, (df["miou"].tolist(), chance)
-    meta = read_meta(tmp_path / "ade20k" / "model-f-iid-s32-c8-seed0.json")
+    meta = read_meta(tmp_path / "ade20k" / f"{only_key(tmp_path, 'ade20k', 'model-f-iid-s32-c8-seed0')}.json")
     for k, v in {"policy": "f-iid", "scene_size": 32, "canvas_grid": 8, "glimpse_px": 16, "num_glimpses": 3,
                  "seed": 0, "model": str(env["model"]), "probe": str(env["probe"])}.items():
         assert meta["extra"][k] == v
@@ -96,10 +96,10 @@ def test_saved_and_reloaded_probe_gives_identical_numbers_and_bn_is_untouched(en
         probe.train()  # evaluation must put it in eval mode itself
         before = {k: v.clone() for k, v in probe.state_dict().items()}
         ds = EvalSet(open_ade20k(env["data"], "validation"), 32)
-        batches = ((i, x, y) for i, (x, y) in enumerate(DataLoader(ds, batch_size=8)))
         cm = ConfusionMatrix(NUM_CLASSES, streams=3)
-        evaluate_canvit_batches(model, probe, batches, cm, policy="c2f", num_glimpses=3, seed=0, canvas_grid=8,
-                                glimpse_px=16, amp=True, device=torch.device("cpu"))
+        for i, (x, y) in enumerate(DataLoader(ds, batch_size=8)):  # a plain loop, not the harness
+            cm.counts += canvit_confusion(model, probe, x, y, num_classes=NUM_CLASSES, policy="c2f", num_glimpses=3,
+                                          seed=0, batch_index=i, canvas_grid=8, glimpse_px=16, amp=True)
         after = probe.state_dict()
         for k in ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked"):
             assert torch.equal(before[k], after[k]), k
@@ -162,7 +162,7 @@ def test_training_resume_equals_an_uninterrupted_run(env, tmp_path, monkeypatch,
 
     assert run(tmp_path / "a", 6) == 0
     # interrupt after the step-3 checkpoint, then rerun the same command
-    from canvit_eval.ade20k import train_probe as tp
+    from canvit_eval.tasks import train_probe as tp
 
     real_loss = tp._loss
     calls = {"n": 0}
@@ -189,7 +189,7 @@ def test_training_resume_equals_an_uninterrupted_run(env, tmp_path, monkeypatch,
     assert e.value.code == 2 and "error: --out " in capsys.readouterr().err
 
 
-def test_dinov3_baseline_probe_train_and_eval(env, tmp_path, monkeypatch):
+def test_dinov3_baseline_probe_train_and_eval(env, tmp_path, monkeypatch, only_key):
     monkeypatch.setitem(BACKBONES, "tiny", TINY)
     torch.manual_seed(0)
     DINOv3(TINY).save_pretrained(tmp_path / "dv3")
@@ -204,7 +204,7 @@ def test_dinov3_baseline_probe_train_and_eval(env, tmp_path, monkeypatch):
                           str(tmp_path / "res"), *COMMON]) == 0
     df = load_runs(tmp_path / "res", "ade20k-dinov3")
     assert list(df["t"]) == [0] and 0 <= df["miou"].iloc[0] <= 1
-    meta = read_meta(tmp_path / "res" / "ade20k-dinov3" / "dinov3-tiny-16px.json")
+    meta = read_meta(tmp_path / "res" / "ade20k-dinov3" / f"{only_key(tmp_path / 'res', 'ade20k-dinov3', 'dinov3-tiny-16px')}.json")
     assert meta["extra"]["backbone"] == "tiny" and meta["extra"]["input_px"] == 16
 
 

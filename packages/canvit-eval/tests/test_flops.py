@@ -109,3 +109,28 @@ def test_dinov3_matches_flop_counter():
             run(torch.zeros(1, 3, 128, 160))
         counted = fc.get_total_flops()
     assert counted == F.dinov3("vitb16", 128, 160).total
+
+
+def test_primitives_table_is_the_counter():
+    """Tables 8 and 9 are rendered from flops.PRIMITIVES / flops.NOTATION: each row's expression is the
+    counter function's value, the functions are the ones the blocks are built from, every argument has a symbol."""
+    import random
+
+    from canvit_eval import flops
+
+    assert [p.fn for p in flops.PRIMITIVES] == [flops.linear, flops.layernorm, flops.gelu, flops.rope_apply,
+                                                flops.sdpa, flops.softmax, flops.conv2d, flops.patch_embed]
+    rng = random.Random(0)
+    for p in flops.PRIMITIVES:
+        for _ in range(20):
+            args = {a: rng.randint(1, 5000) for a in p.args}
+            assert eval(p.expr, {}, dict(args)) == p.cost(**args), p.operation
+            n = rng.randint(1, 100)
+            if p.per_token:
+                assert p.fn(n, **args) == n * p.cost(**args)
+        assert set(p.args) <= set(flops.SYMBOLS), p.operation
+    assert flops.formula_text(flops.PRIMITIVES[6]) == "2 H W c_in c_out k²"
+    assert flops.formula_text(flops.PRIMITIVES[2]) == "≈ 8 d"
+    b = flops.vit_block(10, 64, convention="paper")  # the block is these primitives
+    assert b["qkv"] == flops.PRIMITIVES[0].cost(d_in=64, d_out=192) * 10
+    assert b["norm"] == 2 * 10 * flops.PRIMITIVES[1].cost(d=64) and b["rope"] == 2 * 10 * flops.PRIMITIVES[3].cost(d=64)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from canvit_data.synthetic import write_image_folder
-from canvit_eval import in1k
+from canvit_eval.tasks import in1k
 from canvit_eval.policies import make_policy
 from canvit_model import (
     CanViTForImageClassification,
@@ -49,7 +49,7 @@ def test_topk_correct_unit():
     assert hit[5].tolist() == [True, True]  # k > C: every class is in the top k
 
 
-def test_rigged_probe_gives_known_topk(setup):
+def test_rigged_probe_gives_known_topk(setup, only_key):
     """A probe that ignores its input and ranks classes 2, 9, 1, 10, 11 first: top-1 = share of label 2,
     top-5 = share of labels {1, 2} (labels are the sorted class-folder indices, 0..3)."""
     bias = torch.full((N_CLASSES,), -10.0)
@@ -58,16 +58,16 @@ def test_rigged_probe_gives_known_topk(setup):
     save_linear_probe(setup / "rigged", torch.zeros(N_CLASSES, TEACHER_DIM), bias)
     df = _run(setup, "rigged", "--policy", "c2f", "--seed", "0", "--batch-size", "4", "--save-predictions")
     labels = [i % N_LABELS for i in range(N_IMAGES)]  # write_image_folder: image i is class i % K
-    key = in1k.run_key(str(setup / "model"), "c2f", 64, 4, 0)
+    key = only_key(setup / "results", "in1k", "model-c2f-s64-c4-seed0")
     assert list(pd.read_csv(setup / "results" / "in1k" / f"{key}.csv").columns) == ["t", "top1", "top5"]
     assert df.t.tolist() == [0, 1, 2]
     assert df.top1.tolist() == pytest.approx([labels.count(2) / N_IMAGES] * 3)
     assert df.top5.tolist() == pytest.approx([(labels.count(1) + labels.count(2)) / N_IMAGES] * 3)
-    assert key == "model-c2f-s64-c4-seed0" and is_complete(setup / "results", "in1k", key)
+    assert is_complete(setup / "results", "in1k", key)
     meta = read_meta(setup / "results" / "in1k" / f"{key}.json")
     assert meta["extra"]["policy"] == "c2f" and meta["extra"]["num_glimpses"] == 3
     assert meta["extra"]["canvas_grid"] == 4 and meta["extra"]["num_images"] == N_IMAGES
-    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.json").exists()
+    assert not (setup / "results" / ".partial" / "in1k" / f"{key}.safetensors").exists()
     from safetensors.torch import load_file
 
     pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))  # 3 batches joined
@@ -75,7 +75,7 @@ def test_rigged_probe_gives_known_topk(setup):
     assert (pr["top5"][:, :, :5] == torch.tensor([2, 9, 1, 10, 11], dtype=torch.int16)).all()
 
 
-def test_topk_matches_a_per_timestep_hand_loop(setup):
+def test_topk_matches_a_per_timestep_hand_loop(setup, only_key):
     """A random probe; the reference is a plain loop over the fused classifier with the same viewpoints."""
     g = torch.Generator().manual_seed(5)
     save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM, generator=g),
@@ -104,7 +104,7 @@ def test_topk_matches_a_per_timestep_hand_loop(setup):
     # per-image predictions: top-1 recomputed from them equals the table, and labels / order are kept
     from safetensors.torch import load_file
 
-    key = in1k.run_key(str(setup / "model"), "r-iid", 64, 4, 7)
+    key = only_key(setup / "results", "in1k", "model-r-iid-s64-c4-seed7")
     pr = load_file(str(setup / "results" / "in1k" / f"{key}.predictions.safetensors"))
     assert pr["top5"].shape == (N_IMAGES, 3, 5) and pr["top5"].dtype == torch.int16
     assert pr["positions"].tolist() == list(range(N_IMAGES)) and torch.equal(pr["labels"], labels)
@@ -136,7 +136,7 @@ def test_topk_matches_a_per_timestep_hand_loop(setup):
     assert max(abs(a - b) for a, b in zip(bf16, fast)) <= 0.1 + 1e-9
 
 
-def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
+def test_resumes_from_partial_sums_and_skips_complete(setup, capsys, only_key):
     save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM), torch.zeros(N_CLASSES))
     args = ["--policy", "f-iid", "--batch-size", "3"]
     full = _run(setup, "probe", *args, "--key", "full")
@@ -147,7 +147,7 @@ def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
         seen.append(batch.index)
         return orig(clf, batch, **kw)
 
-    part = setup / "results" / ".partial" / "in1k" / "resumed.json"
+    parts = setup / "results" / ".partial" / "in1k"
     # A job killed in batch 2 after checkpointing every batch, then restarted.
     calls = []
 
@@ -161,15 +161,19 @@ def test_resumes_from_partial_sums_and_skips_complete(setup, capsys):
     try:
         with pytest.raises(KeyboardInterrupt):
             _run(setup, "probe", *args, "--key", "resumed", "--checkpoint-every", "1")
-        assert part.is_file() and json.loads(part.read_text())["next_batch"] == 2
+        (part,) = parts.glob("resumed-*.safetensors")
+        from safetensors import safe_open
+
+        with safe_open(str(part), "pt") as f:
+            assert f.metadata()["next_batch"] == "2"
         seen.clear()
         in1k.in1k_step = spy
         resumed = _run(setup, "probe", *args, "--key", "resumed")
         assert seen == [2, 3]  # only the batches after the checkpoint ran
     finally:
         in1k.in1k_step = orig
-    a = full[full.run_key == "full"].reset_index(drop=True)
-    b = resumed[resumed.run_key == "resumed"].reset_index(drop=True)
+    a = full[full.run_key == only_key(setup / "results", "in1k", "full")].reset_index(drop=True)
+    b = resumed[resumed.run_key == only_key(setup / "results", "in1k", "resumed")].reset_index(drop=True)
     pd.testing.assert_frame_equal(a[["t", "top1", "top5"]], b[["t", "top1", "top5"]])
     # complete run: skipped
     assert in1k.main(["--model", str(setup / "model"), "--probe", str(setup / "probe"), "--data",
@@ -214,11 +218,9 @@ def test_hf_dataset_with_classlabel(setup):
     assert df.top1.tolist() == pytest.approx([2 / 6] * 3)  # labels i % 3: two of six are class 1
 
 
-def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors):
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors, store_complete):
     """A complete key does not hide a typo in --data / --model / --probe (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
-    from canvit_results import provenance, write_run
-
     write_image_folder(tmp_path / "in1k" / "val", 2, num_classes=2, size=(32, 32))
     for name in ("model", "probe"):  # the published layout (only the files' presence is checked before a skip)
         (tmp_path / name).mkdir()
@@ -226,9 +228,10 @@ def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, ex
         (tmp_path / name / "model.safetensors").write_bytes(b"")
     (tmp_path / "empty").mkdir()
     res = tmp_path / "res"
-    write_run(res, "in1k", "done", pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), provenance(config={}))
     good = {"--model": str(tmp_path / "model"), "--probe": str(tmp_path / "probe"), "--data": str(tmp_path / "in1k"),
             "--split": "val", "--key": "done"}
+    store_complete(in1k, ["--policy", "c2f", "--device", "cpu", *[x for kv in good.items() for x in kv]],
+                   pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), res)
 
     def main(**bad):
         return in1k.main(["--policy", "c2f", "--results", str(res), "--device", "cpu"] +

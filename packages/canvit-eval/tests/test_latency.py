@@ -123,7 +123,8 @@ def test_out_must_be_writable_and_ours(tmp_path, capsys):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(SystemExit):
         latency.main(["--out", str(tmp_path / "dir.csv"), "--dry-run"])
-    assert "is a directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a folder, not a file" in err, err
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit):
@@ -133,7 +134,7 @@ def test_out_must_be_writable_and_ours(tmp_path, capsys):
     blocker.write_text("x")
     with pytest.raises(SystemExit):
         latency.main(["--out", str(blocker / "sub" / "lat.csv"), "--dry-run"])
-    assert "not a directory" in capsys.readouterr().err
+    assert "is a file, so nothing can be created under it" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan_and_an_estimate(tmp_path, capsys):

@@ -3,8 +3,27 @@
 import pandas as pd
 import pytest
 from canvit_data.synthetic import write_ade20k, write_image_folder
-from canvit_eval import matrix
-from canvit_results import is_complete, provenance, run_paths, write_run
+from canvit_eval import harness, matrix
+from canvit_eval.tasks import in1k as in1k_task
+from canvit_results import is_complete, list_runs, run_paths
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No network in CI: hub ids stay unresolved (status "unknown") instead of asking the hub."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    matrix._cached_identity.cache_clear()
+    harness._hub_revision.cache_clear()
+
+
+def _checkpoint(path, weights=b"w"):
+    """A checkpoint directory in the published layout (planning digests its files; nothing is loaded)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(weights)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +35,8 @@ def data(tmp_path_factory):
     return ["--ade20k", str(ade), "--imagenet", str(root / "imagenet")]
 
 
-def _complete(root, kind, key):
-    write_run(root, kind, key, pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), provenance(config={}))
+def _complete(root, job, store_complete):
+    return store_complete(in1k_task, list(job.argv[1:]), pd.DataFrame({"t": [0], "top1": [0.5], "top5": [0.9]}), root)
 
 
 def test_plan_covers_the_paper_matrix_breadth_first():
@@ -51,36 +70,55 @@ def test_shards_partition_the_plan():
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
-def test_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, monkeypatch, capsys, data):
+def test_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, monkeypatch, capsys, data, store_complete):
     root = str(tmp_path / "res")
-    cfg = matrix.MatrixConfig(results=root, kinds=("in1k",), in1k_policies=("c2f", "rfs"), in1k_seeds=2, finetuned=None)
-    keys = [j.key for j in matrix.plan(cfg)]
-    assert len(keys) == 3
-    done, killed, fresh = keys
-    _complete(root, "in1k", done)
-    # a killed job: its table was written but not its sidecar
-    ref = run_paths(root, "in1k", killed)
-    ref.table_path.write_text("t,top1,top5\n0,0.1,0.2\n")
-    assert not is_complete(root, "in1k", killed)
+    model, probe = _checkpoint(tmp_path / "run" / "final"), _checkpoint(tmp_path / "probe")
+    cfg = matrix.MatrixConfig(model=model, in1k_probe=probe, imagenet=data[3], results=root, kinds=("in1k",),
+                              in1k_policies=("c2f", "rfs"), in1k_seeds=2, finetuned=None)
+    jobs = matrix.plan(cfg)
+    assert [j.key for j in jobs] == ["final-c2f-s512-c32-seed0", "final-rfs-s512-c32-seed0", "final-c2f-s512-c32-seed1"]
+    done, killed, fresh = jobs
+    done_key = _complete(root, done, store_complete)
+    # a killed job: its table was written under its identity key, but not its sidecar
+    ident = matrix.job_identity(killed)
+    run_paths(root, "in1k", ident.key).table_path.write_text("t,top1,top5\n0,0.1,0.2\n")
+    assert not is_complete(root, "in1k", ident.key)
+    assert [matrix.job_status(root, j)[0] for j in jobs] == ["done", "to run", "to run"]
 
     ran = []
 
     def fake_run(job, in_process=False):
         ran.append(job.key)
         assert "--results" in job.argv and root in job.argv
-        _complete(root, job.kind, job.key)
+        _complete(root, job, store_complete)
         return 0
 
     monkeypatch.setattr(matrix, "run_job", fake_run)
     argv = ["--only", "in1k", "--in1k-policies", "c2f,rfs", "--in1k-seeds", "2", "--results", root, "--finetuned", "",
-            *data]
+            "--model", model, "--in1k-probe", probe, *data]
     assert matrix.main(argv) == 0
-    assert ran == [killed, fresh]
-    assert all(is_complete(root, "in1k", k) for k in keys)
+    assert ran == [killed.key, fresh.key]
     out = capsys.readouterr().out
-    assert f"skip in1k/{done}" in out
+    assert f"skip in1k/{done_key}" in out and "1 done, 2 to run, 0 conflicting" in out
     ran.clear()
     assert matrix.main(argv) == 0 and ran == []  # everything done: nothing reruns
+    # the same model copied elsewhere plans as done; retrained weights in a folder also named final conflict
+    import shutil
+
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    assert matrix.main([*argv[:-6], "--model", str(tmp_path / "copy" / "final"), "--in1k-probe", probe, *data]) == 0
+    assert ran == []
+    other = _checkpoint(tmp_path / "run2" / "final", weights=b"other weights")
+    cfg2 = matrix.MatrixConfig(model=other, in1k_probe=probe, imagenet=data[3], results=root, kinds=("in1k",),
+                               in1k_policies=("c2f", "rfs"), in1k_seeds=2, finetuned=None)
+    status = [matrix.job_status(root, j) for j in matrix.plan(cfg2)]
+    assert [s for s, _ in status] == ["conflicting"] * 3
+    assert f"goes beside {done_key}" in status[0][1]
+    text = matrix.describe(matrix.plan(cfg2), root)
+    assert "0 done, 0 to run, 3 conflicting" in text
+    capsys.readouterr()
+    assert matrix.main([*argv[:-6], "--model", other, "--in1k-probe", probe, *data]) == 0 and len(ran) == 3
+    assert len(list_runs(root, "in1k")) == 6  # both models' results, side by side
 
 
 def test_failed_job_stops_unless_keep_going(tmp_path, monkeypatch, data):
@@ -112,30 +150,6 @@ def test_bad_worker_index(capsys):
     with pytest.raises(SystemExit):
         matrix.main(["--only", "nope", "--dry-run"])
     assert "--only" in capsys.readouterr().err
-
-
-def test_a_key_holding_another_models_run_is_not_done(tmp_path, monkeypatch, capsys, data):
-    """A smoke model evaluated with `--preset canvitb16` writes key canvitb16-seed0: the plan must not count
-    the released baseline's job as done (nor run it into a RunExistsError), but say which run is in the way."""
-    root = str(tmp_path / "res")
-    cfg = matrix.MatrixConfig(results=root, kinds=("reconstruction",), reconstruction_seeds=1)
-    jobs = {j.key: j for j in matrix.plan(cfg)}
-    t = pd.DataFrame({"t": [0], "cos_patch_raw": [0.5], "cos_cls_raw": [0.5], "cos_patch_std": [0.5],
-                      "cos_cls_std": [0.5]})
-    write_run(root, "reconstruction", "canvitb16-seed0", t, provenance(config={}),
-              extra={"model": "runs/smoke/final", "preset": "canvitb16"})
-    write_run(root, "reconstruction", "no-reads-seed0", t, provenance(config={}),
-              extra={"model": matrix.job_model(jobs["no-reads-seed0"]), "preset": "no-reads"})
-    assert matrix.job_model(jobs["canvitb16-seed0"]) == "canvit/canvitb16-abl-baseline-2026-03-02"
-    assert matrix.job_status(root, jobs["canvitb16-seed0"]) == "taken"
-    assert matrix.job_status(root, jobs["no-reads-seed0"]) == "done"
-    assert matrix.job_status(root, jobs["dcan256-seed0"]) == "todo"
-    text = matrix.describe(list(jobs.values()), root)
-    assert "1 done" in text and "reconstruction/canvitb16-seed0 (holds runs/smoke/final)" in text
-    ran = []
-    monkeypatch.setattr(matrix, "run_job", lambda job, in_process=False: ran.append(job.key) or 1)
-    assert matrix.main(["--only", "reconstruction", "--reconstruction-seeds", "1", "--results", root, *data]) == 1
-    assert ran == [] and "holds a run of runs/smoke/final" in capsys.readouterr().err
 
 
 def _usage_error(argv, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from canvit_data.synthetic import write_ade20k
-from canvit_eval.ade20k import train_probe
+from canvit_eval.tasks import train_probe
 from canvit_eval.cli import main as cli_main
 from canvit_model import BACKBONES, ViTConfig
 

@@ -15,7 +15,7 @@ from canvit_eval.policies import (
     tile_entropy,
     tile_membership,
 )
-from canvit_eval.rollout import rollout
+from canvit_model.rollout import rollout
 from canvit_model import quadtree_tiles
 
 
@@ -237,7 +237,7 @@ def test_rollout_rejects_missing_probe_for_eg_c2f(tiny_model):
 
 def test_rollout_under_bf16_autocast_keeps_canvas_and_probe_fp32(tiny_model, monkeypatch):
     # CUDA is not available here: run the same code path with CPU bf16 autocast.
-    import canvit_eval.rollout as ro
+    import canvit_model.rollout as ro
 
     monkeypatch.setattr(ro, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16))
     probe = torch.nn.Linear(16 * 2, 3)

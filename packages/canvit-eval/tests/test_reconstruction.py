@@ -1,56 +1,12 @@
-"""Reconstruction cosines: the definition on fixed tensors, and `canvit-eval reconstruction` end to end."""
-
-import math
+"""`canvit-eval reconstruction` end to end (the cosines' definition: canvit-model tests/test_metrics.py)."""
 
 import pandas as pd
 import pytest
 import torch
 from canvit_data.synthetic import write_ade20k
-from canvit_eval import reconstruction as rec
+from canvit_eval.tasks import reconstruction as rec
 from canvit_model import DINOv3, ViTConfig
-from canvit_model.layers.heads import PositionStandardizer
 from canvit_results import is_complete, load_runs, read_meta
-
-
-def _cos(a, b):
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-
-
-def test_cosines_equal_a_hand_computation():
-    # 2 positions, 2 dims; per-position statistics.
-    mean = [[1.0, -2.0], [0.5, 0.0]]
-    var = [[4.0, 1.0], [0.25, 9.0]]
-    cls_mean, cls_var = [[3.0, 1.0]], [[1.0, 16.0]]
-    pred = [[0.5, 1.0], [-1.0, 2.0]]
-    teacher = [[2.0, -1.0], [0.0, 7.0]]
-    pred_cls, teacher_cls = [0.25, -0.5], [4.0, -3.0]
-    ps, cs = PositionStandardizer(2, 2), PositionStandardizer(1, 2)
-    ps.mean.copy_(torch.tensor(mean)); ps.var.copy_(torch.tensor(var))
-    cs.mean.copy_(torch.tensor(cls_mean)); cs.var.copy_(torch.tensor(cls_var))
-
-    sd = lambda v: math.sqrt(v + 1e-6)
-    destd = [[pred[n][d] * sd(var[n][d]) + mean[n][d] for d in range(2)] for n in range(2)]
-    std_t = [[(teacher[n][d] - mean[n][d]) / sd(var[n][d]) for d in range(2)] for n in range(2)]
-    expect = {
-        "cos_patch_raw": (_cos(destd[0], teacher[0]) + _cos(destd[1], teacher[1])) / 2,
-        "cos_patch_std": (_cos(pred[0], std_t[0]) + _cos(pred[1], std_t[1])) / 2,
-        "cos_cls_raw": _cos([pred_cls[d] * sd(cls_var[0][d]) + cls_mean[0][d] for d in range(2)], teacher_cls),
-        "cos_cls_std": _cos(pred_cls, [(teacher_cls[d] - cls_mean[0][d]) / sd(cls_var[0][d]) for d in range(2)]),
-    }
-    got = rec.reconstruction_cosines(torch.tensor([pred]), torch.tensor([pred_cls]), torch.tensor([teacher]),
-                                     torch.tensor([teacher_cls]), ps, cs)
-    for k, v in expect.items():
-        assert got[k].shape == (1,)
-        assert got[k].item() == pytest.approx(v, abs=1e-6), k
-    # "raw" is not the mixed reading cos(standardized prediction, raw teacher)
-    mixed = (_cos(pred[0], teacher[0]) + _cos(pred[1], teacher[1])) / 2
-    assert abs(mixed - expect["cos_patch_raw"]) > 0.1
-
-
-def test_cosines_reject_shape_mismatch():
-    ps, cs = PositionStandardizer(4, 3), PositionStandardizer(1, 3)
-    with pytest.raises(ValueError, match="differ in shape"):
-        rec.reconstruction_cosines(torch.zeros(1, 4, 3), torch.zeros(1, 3), torch.zeros(1, 9, 3), torch.zeros(1, 3), ps, cs)
 
 
 def test_resolve_model_and_keys():
@@ -67,10 +23,10 @@ def test_resolve_model_and_keys():
         rec.resolve_model("runs/x", None)
     with pytest.raises(ValueError, match="unknown"):
         rec.resolve_model("runs/x", "nope")
-    assert rec.run_key("no-reads", 3) == "no-reads-seed3"
+    assert rec.run_prefix("no-reads", 3) == "no-reads-seed3"
 
 
-def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
+def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys, only_key):
     m = tiny_canvit
     with torch.no_grad():
         for s in (m.teacher_patch_standardizer, m.teacher_cls_standardizer):
@@ -83,11 +39,12 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
             "--glimpses", "4", "--batch-size", "2", "--num-workers", "0", "--no-progress", "--device", "cpu",
             "--results", str(tmp_path / "res")]
     assert rec.main(argv) == 0
-    assert is_complete(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")
-    table = pd.read_csv(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.csv")
+    key = only_key(tmp_path / "res", "reconstruction", "no-reads-seed0-t4")
+    assert is_complete(tmp_path / "res", "reconstruction", key)
+    table = pd.read_csv(tmp_path / "res" / "reconstruction" / f"{key}.csv")
     assert list(table.columns) == ["t", *rec.METRICS] and table.t.tolist() == [0, 1, 2, 3]
     assert ((table[list(rec.METRICS)].abs() <= 1).all().all())
-    meta = read_meta(tmp_path / "res" / "reconstruction" / "no-reads-seed0-t4.json")
+    meta = read_meta(tmp_path / "res" / "reconstruction" / f"{key}.json")
     assert meta["extra"]["preset"] == "no-reads" and meta["extra"]["num_images"] == 5  # validation only
     assert meta["extra"]["num_glimpses"] == 4 and meta["extra"]["seed"] == 0
     assert len(load_runs(tmp_path / "res", "reconstruction")) == 4
@@ -97,11 +54,9 @@ def test_cli_end_to_end_tiny(tmp_path, tiny_canvit, capsys):
     assert "--canvas-grid 4" in capsys.readouterr().err
 
 
-def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors):
+def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, expect_usage_errors, store_complete):
     """A complete key does not hide a typo in --data / --model / --teacher (exit 2 naming the flag); a bad
     --key or --device is a usage error too, not a traceback (exit 1)."""
-    from canvit_results import provenance, write_run
-
     root = write_ade20k(tmp_path, 0, 1, size=(32, 32))
     for name in ("model", "teacher"):  # the published layout (only the files' presence is checked before a skip)
         (tmp_path / name).mkdir()
@@ -111,9 +66,10 @@ def test_paths_are_checked_before_a_complete_key_is_skipped(tmp_path, capsys, ex
     (tmp_path / "empty").mkdir()
     res = tmp_path / "res"
     t = pd.DataFrame({"t": [0], **{m: [0.5] for m in rec.METRICS}})
-    write_run(res, "reconstruction", "no-reads-seed0", t, provenance(config={}))
     good = {"--model": str(tmp_path / "model"), "--preset": "no-reads", "--teacher": str(tmp_path / "teacher"),
             "--data": str(root)}
+    for teacher in (tmp_path / "teacher", tmp_path / "dv3.pth"):
+        store_complete(rec, ["--device", "cpu", *[x for kv in {**good, "--teacher": str(teacher)}.items() for x in kv]], t, res)
 
     def main(**bad):
         return rec.main(["--results", str(res), "--device", "cpu"] +

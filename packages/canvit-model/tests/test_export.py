@@ -15,6 +15,7 @@ from canvit_model import (
     CanViTConfig,
     CanViTForPretraining,
     CanViTOutput,
+    ClassificationOutput,
     RecurrentState,
     Viewpoint,
     ViTConfig,
@@ -49,7 +50,8 @@ def test_pytree_round_trip_keeps_the_dataclasses():
     glimpse, vp = _inputs(2, 0)
     state = RecurrentState(canvas=torch.randn(2, 5, 4), recurrent_cls=torch.randn(2, 1, 3))
     out = CanViTOutput(state=state, glimpse_patches=torch.randn(2, 4, 3), vpe=None)
-    for obj, n in ((vp, 2), (state, 2), (out, 3)):
+    clf = ClassificationOutput(state=state, logits=torch.randn(2, 7))
+    for obj, n in ((vp, 2), (state, 2), (out, 3), (clf, 3)):
         leaves, spec = pytree.tree_flatten(obj)
         assert sum(isinstance(t, torch.Tensor) for t in leaves) == n
         back = pytree.tree_unflatten(leaves, spec)

@@ -20,12 +20,24 @@ def test_dependencies_are_the_small_set():
     assert names == {"torch", "safetensors", "huggingface-hub", "numpy"}, names
 
 
+def test_onnx_is_an_optional_extra_that_the_workspace_tests():
+    """`canvit-export onnx` needs onnx / onnxruntime / onnxscript: the `onnx` extra, never a hard
+    dependency; the workspace dev group installs the extra so CI runs the ONNX tests."""
+    meta = tomllib.loads((PKG / "pyproject.toml").read_text())["project"]
+    extra = {re.split(r"[<>=!~ \[;]", d)[0].lower() for d in meta["optional-dependencies"]["onnx"]}
+    assert extra == {"onnx", "onnxruntime", "onnxscript"}
+    assert meta["scripts"]["canvit-export"] == "canvit_model.export:main"
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    assert "canvit-model[onnx]" in dev
+
+
 def test_import_pulls_in_no_heavy_or_workspace_packages():
     code = (
         "import sys, canvit_model\n"
         "from canvit_model import DINOv3, CanViTForPretraining\n"
+        "import canvit_model.export\n"
         "bad = [m for m in ('transformers', 'torchvision', 'matplotlib', 'canvit_train', 'canvit_eval',"
-        " 'dinov3_probes', 'timm') if m in sys.modules]\n"
+        " 'dinov3_probes', 'timm', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules]\n"
         "print('BAD', bad)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

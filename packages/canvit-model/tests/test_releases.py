@@ -1,56 +1,16 @@
-"""The release registry is the one place a hub id is written, and it says what the paper released.
-
-The exact ids below are the regression oracle (the published repos' names): a change to the registry that
-renames a release fails here, and a hub id typed anywhere else in `packages/*/src` or `paper/` fails the scan.
-"""
+"""The release registry says what the paper released (tests/test_hub_ids.py: it is the only place a hub id is
+written). The exact ids below are the regression oracle (the published repos' names): a change to the registry
+that renames a release fails here."""
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
 
 from canvit_model import PRESETS, releases
 from canvit_model.dinov3 import HUB_REPOS
-
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(releases.__file__).resolve()
-# `owner/` at the start of a word, then the first character of a repo name (or a template's `{`, a glob's `*`).
-HUB_ID = re.compile(rf"(?<![\w.-])(?:{'|'.join(map(re.escape, releases.OWNERS))})/[\w*{{]")
-
-
-def hub_id_literals(path: Path) -> list[str]:
-    """`file:line: text` for every string constant of a Python file (docstrings, help texts, the literal
-    parts of f-strings included) that holds a hub id of the registry's owners."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    hits = sorted((node.lineno, HUB_ID.search(node.value).group(0)) for node in ast.walk(tree)
-                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and HUB_ID.search(node.value))
-    return [f"{path}:{line}: {text}..." for line, text in hits]
-
-
-def sources() -> list[Path]:
-    files = [p for d in sorted((ROOT / "packages").glob("*/src")) for p in d.rglob("*.py")]
-    files += [p for p in (ROOT / "paper").rglob("*.py") if "out" not in p.relative_to(ROOT / "paper").parts[:1]]
-    return files
-
-
-def test_no_hub_id_literal_outside_the_registry():
-    files = sources()
-    assert REGISTRY in files and len(files) > 50  # the scan sees the repository, registry included
-    assert hub_id_literals(REGISTRY), "the scanner finds the registry's own ids"
-    found = [hit for p in files if p != REGISTRY for hit in hub_id_literals(p)]
-    assert not found, "hub ids belong in canvit_model/releases.py; read them from there:\n" + "\n".join(found)
-
-
-def test_the_scanner_sees_docstrings_fstrings_and_templates(tmp_path):
-    src = tmp_path / "x.py"
-    src.write_text('"""Load facebook/dinov3-vitb16-pretrain-lvd1689m."""\n'
-                   'def f(s):\n    return f"canvit/probe-ade20k-s{s}"\n'
-                   'G = "the published `canvit/dinov3-*-probe` repos"\n'
-                   'OK = ("facebookresearch/dinov3", "packages/canvit-model", "canvit_model/releases.py")\n')
-    assert [h.split(": ")[0].rsplit(":", 1)[1] for h in hub_id_literals(src)] == ["1", "3", "4"]
 
 
 def test_the_released_ids():
@@ -93,7 +53,7 @@ def test_bad_names_are_one_line_errors():
 
 
 def test_the_registry_imports_nothing_of_ours():
-    tree = ast.parse(REGISTRY.read_text())
+    tree = ast.parse(Path(releases.__file__).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "dataclasses"} and not any(

@@ -117,3 +117,25 @@ def test_help_states_defaults(command, expected, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for e in expected:
         assert e in text, (e, text)
+
+
+def test_loader_workers_wait_for_the_sha256_verdict_and_never_return_a_corrupt_shard(data, tmp_path):
+    import shutil
+
+    from canvit_train.data.loader import FeatureShardLoader
+
+    _, d = data
+    smoke_export(d, tmp_path / "good")
+    clean = list(zip(range(3), FeatureShardLoader(tmp_path / "good", d.scenes, batch_size=4, num_workers=2), strict=False))
+    assert len(clean) == 3  # a whole epoch (12 usable scenes) through 2 workers
+    shutil.copytree(tmp_path / "good", tmp_path / "bad")
+    bad = tmp_path / "bad" / "shards" / "00001.safetensors"
+    raw = bytearray(bad.read_bytes())
+    raw[-3] ^= 1  # the last rows' bytes: same size, still finite
+    bad.write_bytes(bytes(raw))
+    got = []
+    with pytest.raises(Exception, match=f"{bad}: checksum mismatch") as e:
+        for b in FeatureShardLoader(tmp_path / "bad", d.scenes, batch_size=4, num_workers=2):
+            got.append(b.positions)
+    assert type(e.value).__name__ == "ShardError"
+    assert all(int(p) < 8 for b in got for p in b)  # only positions of shard 0 were ever returned

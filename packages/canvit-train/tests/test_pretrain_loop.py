@@ -175,7 +175,7 @@ def test_checkpoint_restores_optimizer_and_rng(tmp_path):
     assert o2.param_groups[0]["lr"] == 1e-3
     for k, v in opt.state_dict()["state"][0].items():
         assert torch.equal(v, o2.state_dict()["state"][0][k])
-    assert not list(tmp_path.glob("checkpoints/.tmp-*"))
+    assert not list(tmp_path.glob("checkpoints/.*"))  # no temp directory left
 
 
 def test_pretrain_without_data_explains_and_makes_nothing(tmp_path, monkeypatch, capsys):

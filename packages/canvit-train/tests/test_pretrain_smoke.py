@@ -8,7 +8,7 @@ import torch
 from canvit_model import CanViTForPretraining
 from canvit_train.pretrain.cli import main
 from canvit_train.pretrain.config import PRESETS
-from canvit_train.pretrain.data import make_smoke_data
+from canvit_train.data.smoke import make_smoke_data
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,8 @@ def _one_thread():
 
 def test_smoke_pipeline_runs_with_the_real_loaders(tmp_path):
     data = tmp_path / "data"
-    make_smoke_data(data, PRESETS["smoke"], train_scenes=24, val_scenes=4)
+    side = PRESETS["smoke"].scene_size * 5 // 4  # what `pretrain --preset smoke` generates, with fewer scenes
+    make_smoke_data(data, 24, PRESETS["smoke"].seed, val_scenes=4, size=(side, side), ext=".jpg", pipeline_extras=False)
     run = tmp_path / "run"
     rc = main(["--preset", "smoke", "--steps", "6", "--checkpoint-every", "3", "--validate-every", "6",
                "--validation-scenes", "4", "--standardizer-samples", "16", "--log-every", "3",
@@ -55,11 +56,10 @@ def test_smoke_preset_loss_falls(tmp_path, capsys):
 
 def test_pretrain_from_an_export_of_teacher_features(tmp_path):
     """The paper's mode: precomputed shards (issue 9's export) + the scenes they were made from."""
-    from canvit_train.data.smoke import make_smoke_data as make_export_data
     from canvit_train.data.smoke import smoke_export
     from canvit_train.data.standardizers import fit_standardizers, iter_shard_features, save_standardizers
 
-    src = make_export_data(tmp_path / "src", num_scenes=16)
+    src = make_smoke_data(tmp_path / "src", num_scenes=16)
     manifest = smoke_export(src, tmp_path / "features")  # 32 px scenes: 2x2 teacher grid, dim 32
     stats = fit_standardizers(iter_shard_features(tmp_path / "features"), 8)
     save_standardizers(stats, tmp_path / "features/standardizers.safetensors")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,10 +268,6 @@ def open_images(
         ds = ds[split]
     name = f"{spec}" + (f"[{split}]" if split else "")
     return DatasetSource(ds, name=name, image_column=image_column, label_column=label_column)
-
-
-def classes_of(source: ImageSource) -> Sequence[str] | None:
-    return source.classes
 
 
 class StreamingSource(ImageSource):

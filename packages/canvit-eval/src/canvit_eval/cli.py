@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from canvit_results import dispatch
 
 COMMANDS = {
-    "train-probe": ("canvit_eval.ade20k.train_probe", "train an ADE20K linear segmentation probe (App. F.2.1)"),
-    "ade20k": ("canvit_eval.ade20k.evaluate", "ADE20K mIoU per timestep under a viewing policy (Tables 5-6)"),
-    "in1k": ("canvit_eval.in1k", "ImageNet-1k top-1/top-5 per timestep through the DINOv3 probe (Table 7)"),
-    "reconstruction": ("canvit_eval.reconstruction", "canvas-vs-teacher cosine per timestep (Tables 3-4)"),
+    "train-probe": ("canvit_eval.tasks.train_probe", "train an ADE20K linear segmentation probe (App. F.2.1)"),
+    "ade20k": ("canvit_eval.tasks.ade20k", "ADE20K mIoU per timestep under a viewing policy (Tables 5-6)"),
+    "in1k": ("canvit_eval.tasks.in1k", "ImageNet-1k top-1/top-5 per timestep through the DINOv3 probe (Table 7)"),
+    "reconstruction": ("canvit_eval.tasks.reconstruction", "canvas-vs-teacher cosine per timestep (Tables 3-4)"),
     "matrix": ("canvit_eval.matrix", "the paper's run matrix: plan, run, skip what is done"),
     "visualize": ("canvit_eval.visualize", "glimpse boxes, canvas PCA, change maps: PNG strip + GIF"),
+    "demo": ("canvit_eval.demo", "a browser app: place glimpses or run a policy, see boxes, canvas, classes, latency"),
     "latency": ("canvit_eval.latency", "latency benchmark (App. I protocol); same as `canvit-latency`"),
 }
 

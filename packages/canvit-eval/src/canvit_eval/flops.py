@@ -19,12 +19,17 @@ Two counting conventions (the `convention` argument everywhere):
     Reproduces: Table 5 (DINOv3-B 512 px 215.21; CanViT rows = glimpse + probe), Table 10,
     Table 13, Table 15, Table 16 and Figure 7.
 
-The per-table choice (and why) is documented in each paper/tables/tableNN.py.
+The per-table choice (and why) is documented in each paper/tables/tableNN.py. `PRIMITIVES` lists the
+primitives with their formulas and `NOTATION` the symbols (paper Tables 9 and 8, rendered from them).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from canvit_model import CanViTConfig, ViTConfig
@@ -112,6 +117,90 @@ def conv2d(h: int, w: int, c_in: int, c_out: int, k: int) -> int:
 def patch_embed(n_patches: int, p: int, d: int, c_in: int = 3) -> int:
     """Patch embedding (a stride-p Conv2d) = a linear from c_in p^2 to d on each patch."""
     return 2 * n_patches * p * p * c_in * d
+
+
+# -- the primitives as a table (paper Tables 8 and 9) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One row of Table 9: an operation, its cost as a Python expression over the arguments of the counter's
+    function `fn` (per token: `fn` multiplies it by n), and whether totals count it."""
+
+    operation: str  # the paper's name
+    fn: Callable[..., int]  # the counter's function (this module)
+    expr: str  # the cost as a Python expression over fn's arguments (no n for per-token costs)
+    per_token: bool
+    in_totals: bool = True  # softmax and GELU are listed by the paper but left out of every total
+    approx: bool = False  # GELU: the tanh approximation's polynomial
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        names = list(inspect.signature(self.fn).parameters)
+        return tuple(names[1:] if self.per_token else names)
+
+    def cost(self, **args: int) -> int:
+        """The counter's value: fn per token (n = 1) or in total."""
+        return self.fn(1, **args) if self.per_token else self.fn(**args)
+
+
+PRIMITIVES: tuple[Primitive, ...] = (
+    Primitive("Linear", linear, "2 * d_in * d_out", per_token=True),
+    Primitive("LN", layernorm, "5 * d", per_token=True),
+    Primitive("GELU", gelu, "8 * d", per_token=True, in_totals=False, approx=True),
+    Primitive("RoPE_apply", rope_apply, "4 * d", per_token=True),
+    Primitive("SDPA", sdpa, "4 * n_q * n_kv * d", per_token=False),
+    Primitive("Softmax", softmax, "5 * n_q * n_kv", per_token=False, in_totals=False),
+    Primitive("Conv2d", conv2d, "2 * h * w * c_in * c_out * k**2", per_token=False),
+    Primitive("PatchEmbed", patch_embed, "2 * n_patches * p**2 * c_in * d", per_token=False),
+)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One row of Table 8: a symbol of Appendix G and the names this module's functions give it."""
+
+    symbol: str  # as written in the formulas (subscripts with _)
+    meaning: str
+    args: tuple[str, ...]  # argument names (and AME / ADAGLIMPSE keys) that hold it
+
+
+NOTATION: tuple[Symbol, ...] = (
+    Symbol("n", "Sequence length (number of tokens)", ("n", "n_local", "n_canvas")),
+    Symbol("n_q", "Query sequence length", ("n_q",)),
+    Symbol("n_kv", "Key/value sequence length", ("n_kv",)),
+    Symbol("N_p", "Number of patches", ("n_patches", "num_patches")),
+    Symbol("d", "Embedding dimension", ("d", "d_enc", "d_dec", "d_canvas", "d_local")),
+    Symbol("d_in", "Input width of a linear map", ("d_in",)),
+    Symbol("d_out", "Output width of a linear map", ("d_out",)),
+    Symbol("c_in", "Input channel count", ("c_in",)),
+    Symbol("c_out", "Output channel count", ("c_out",)),
+    Symbol("L", "Number of Transformer blocks (depth)", ("depth", "depth_enc", "depth_dec")),
+    Symbol("T", "Number of glimpses (timesteps)", ("num_glimpses",)),
+    Symbol("g", "Patches per glimpse", ("patches_per_glimpse",)),
+    Symbol("p", "Patch size (pixels per side)", ("p", "patch_size")),
+    Symbol("H", "Convolution spatial size: height (output positions)", ("h",)),
+    Symbol("W", "Convolution spatial size: width (output positions)", ("w",)),
+    Symbol("k", "Convolution kernel size (pixels per side)", ("k",)),
+)
+SYMBOLS = {a: s.symbol for s in NOTATION for a in s.args}  # argument name -> symbol
+
+
+def formula_text(prim: Primitive) -> str:
+    """The cost of `prim` in the paper's symbols: "2 * d_in * d_out" -> "2 d_in d_out", k**2 -> k²."""
+    tokens = re.findall(r"[A-Za-z_]\w*|\d+|\*\*|\*", prim.expr)
+    out, power = [], False
+    for tok in tokens:
+        if tok == "**":
+            power = True
+        elif tok == "*":
+            continue
+        elif power:
+            out[-1] += str(tok).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+            power = False
+        else:
+            out.append(SYMBOLS.get(tok, tok))
+    return ("≈ " if prim.approx else "") + " ".join(out)
 
 
 # -- ViT block (G.2) -----------------------------------------------------------------------------
@@ -253,16 +342,6 @@ def canvit_glimpse(
     if seg_head:
         out["seg_head"] = segmentation_head(canvas_grid, dc, num_classes)
     return out
-
-
-def canvit_rollout(
-    cfg: CanViTConfig | None = None, *, num_glimpses: int, glimpse_px: int = 128, canvas_grid: int = 32,
-    convention: Convention = "paper", seg_head: bool = True,
-) -> Breakdown:
-    """C_total(T) = T (C_glimpse + C_seg) (eq. 20): linear in the number of glimpses."""
-    step = canvit_glimpse(cfg, glimpse_px=glimpse_px, canvas_grid=canvas_grid, convention=convention,
-                          seg_head=seg_head)
-    return step.scaled(num_glimpses)
 
 
 # -- DINOv3 (G.4) --------------------------------------------------------------------------------

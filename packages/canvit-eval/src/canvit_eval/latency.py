@@ -1,6 +1,6 @@
 """Inference latency of CanViT-B (one glimpse) vs DINOv3 ViT-B/16 (whole scene): paper Appendix I, Table 19.
 
-The paper's protocol (Appendix I.1; pipeline-notes 2.8), which this follows:
+The paper's protocol (Appendix I.1), which this follows:
 
 * latency, not throughput: batch 1, device synchronisation before and after every timed call;
 * CanViT-B with random weights: timed call = `init_state(1, scene/16)` + one forward of a 128 px

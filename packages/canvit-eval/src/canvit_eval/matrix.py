@@ -10,34 +10,42 @@ The plan (paper Tables 3-7, Figure 4):
 - `reconstruction`: every Table 3 checkpoint (`canvit_model.PRESETS`) x seeds, T = 10 R-IID (Tables 3-4).
 
 Jobs are ordered breadth-first over the seed index (every configuration's first run before any second
-run), each runs as a fresh `python -m canvit_eval.cli SUB ...` process, and a job whose complete result
-is in the store (`canvit_results.is_complete`, same key as the writer) is skipped; an incomplete one
-(killed job: no sidecar) is run again (the subcommands themselves resume from their partial sums).
+run), each runs as a fresh `python -m canvit_eval.cli SUB ...` process. A job's status comes from the same
+identity key its task writes (`plan()` of the task module: weights, probe and data digests and every
+setting; `canvit_eval.harness`): `done` (a complete result of this identity is stored: skipped), `to run`,
+`conflicting` (results of another identity sit under the same readable prefix: the job's result goes beside
+them), or `unknown` (the identity cannot be computed here, e.g. a hub id offline: run, the job decides).
+An incomplete job (killed: no sidecar) is run again (the subcommands resume from their partial sums).
 `--worker-index I --num-workers N` takes every N-th job (a SLURM job array: I = $SLURM_ARRAY_TASK_ID).
 `--dry-run` prints the plan with an estimated GPU time per job. Either way the data paths are checked first
 (`check_data`): a bad --ade20k / --imagenet is a usage error (exit 2), not a failed first job.
 
 GPU-time estimates (H100, bf16) come from the inference throughput measured on an RTX 4090 (c32 about
-1,350 glimpses/s, c64 about 430; pipeline-notes §6), times H100_OVER_4090 = 1.5 (our assumption),
-plus a fixed start-up cost per process; DINOv3 and the teacher are costed from their FLOPs at
+1,350 glimpses/s, c64 about 430, as reported for the authors' code; not measured here), times
+H100_OVER_4090 = 1.5 (our assumption), plus a fixed start-up cost per process; DINOv3 and the teacher are costed from their FLOPs at
 TEACHER_TFLOPS. They are planning figures, not measurements.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from canvit_model import releases
 from canvit_results.cli import int_at_least, store_dir
 
-from .in1k import run_key as in1k_key
-from .reconstruction import run_key as reconstruction_key
+from .harness import readable_prefix, short_name
+from .tasks.reconstruction import run_prefix as reconstruction_prefix
+
+TASK_MODULES = {"ade20k": "canvit_eval.tasks.ade20k", "in1k": "canvit_eval.tasks.in1k",
+                "reconstruction": "canvit_eval.tasks.reconstruction"}
 
 CANVIT_B = releases.FLAGSHIP
 IN1K_PROBE = releases.IN1K_PROBE
@@ -89,7 +97,7 @@ def vit_seconds(num_images: int, backbone: str, px: int) -> float:
 @dataclass(frozen=True)
 class Job:
     kind: str  # results kind the job writes
-    key: str  # results key (the job's identity)
+    key: str  # the readable prefix of its results key (the task appends the identity digest)
     argv: tuple[str, ...]  # `canvit-eval` arguments (subcommand first)
     gpu_s: float  # estimated H100 seconds
     round: int = 0  # seed index: the plan runs round 0 of everything first
@@ -131,14 +139,11 @@ def plan(cfg: MatrixConfig) -> list[Job]:
     lim = ["--limit", str(cfg.limit)] if cfg.limit else []
     n_ade = min(cfg.limit or ADE20K_VAL, ADE20K_VAL)
     n_in1k = min(cfg.limit or IN1K_VAL, IN1K_VAL)
-    from .in1k import model_tag
-
     if "ade20k" in cfg.kinds:
         for scene, grid in ADE20K_CONFIGS:
             for policy in cfg.ade20k_policies:
                 for seed in _seeds(policy, cfg.ade20k_seeds):
-                    key = f"{model_tag(cfg.model)}-{policy}-s{scene}-c{grid}-seed{seed}"
-                    key += f"-limit{cfg.limit}" if cfg.limit else ""
+                    key = readable_prefix(short_name(cfg.model), policy, scene, grid, seed, cfg.limit)
                     argv = ["ade20k", "--model", cfg.model, "--probe", ade20k_probe(scene, grid), "--data", cfg.ade20k,
                             "--policy", policy, "--glimpses", "21", "--seed", str(seed), "--scene-size", str(scene),
                             "--canvas-grid", str(grid), *lim, *common]
@@ -153,13 +158,13 @@ def plan(cfg: MatrixConfig) -> list[Job]:
     if "in1k" in cfg.kinds:
         for policy in cfg.in1k_policies:
             for seed in _seeds(policy, cfg.in1k_seeds):
-                key = in1k_key(cfg.model, policy, 512, 32, seed, cfg.limit)
+                key = readable_prefix(short_name(cfg.model), policy, 512, 32, seed, cfg.limit)
                 argv = ["in1k", "--model", cfg.model, "--probe", cfg.in1k_probe, "--data", cfg.imagenet,
                         "--split", cfg.imagenet_split, "--policy", policy, "--glimpses", "21", "--seed", str(seed),
                         "--scene-size", "512", "--canvas-grid", "32", *lim, *common]
                 jobs.append(Job("in1k", key, tuple(argv), STARTUP_S + glimpse_seconds(n_in1k * 21, 32), seed))
                 if cfg.finetuned:  # a saved classifier: no probe
-                    key = in1k_key(cfg.finetuned, policy, 512, 32, seed, cfg.limit)
+                    key = readable_prefix(short_name(cfg.finetuned), policy, 512, 32, seed, cfg.limit)
                     argv = ["in1k", "--model", cfg.finetuned, "--data", cfg.imagenet, "--split", cfg.imagenet_split,
                             "--policy", policy, "--glimpses", "21", "--seed", str(seed), "--scene-size", "512",
                             "--canvas-grid", "32", *lim, *common]
@@ -170,7 +175,7 @@ def plan(cfg: MatrixConfig) -> list[Job]:
             if name not in PRESETS:
                 raise ValueError(f"preset {name!r} is unknown; valid presets: {list(PRESETS)}")
             for seed in range(cfg.reconstruction_seeds):
-                key = reconstruction_key(name, seed, limit=cfg.limit)
+                key = reconstruction_prefix(name, seed, limit=cfg.limit)
                 argv = ["reconstruction", "--model", name, "--teacher", TEACHER, "--data", cfg.ade20k,
                         "--seed", str(seed), *lim, *common]
                 est = STARTUP_S + glimpse_seconds(n_ade * 10, 32) + vit_seconds(n_ade, "vitb16", 512)
@@ -201,60 +206,69 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
-def job_model(job: Job) -> str | None:
-    """The checkpoint a job evaluates, as its writer records it in the sidecar's `extra.model`."""
-    if "--model" not in job.argv:
-        return None
-    model = job.argv[job.argv.index("--model") + 1]
-    if job.kind == "reconstruction":  # a preset name stands for its released Table 3 checkpoint
-        from .reconstruction import resolve_model
+def job_identity(job: Job) -> Any:
+    """The `RunIdentity` the job's task will write under (its own `plan()` on the job's arguments, on the device
+    the job would use), or a one-line reason why it cannot be computed here."""
+    import contextlib
+    import importlib
+    import io
 
-        try:
-            model = resolve_model(model, None)[0]
-        except ValueError:
-            pass
-    return model
+    import torch
+
+    from .inputs import local_path
+
+    sub, argv = job.argv[0], list(job.argv[1:])
+    data = argv[argv.index("--data") + 1] if "--data" in argv else None
+    try:
+        if data is not None and local_path(data) is None:
+            return f"hub dataset {data}: listed when the job runs"
+    except FileNotFoundError as e:
+        return str(e)
+    mod = importlib.import_module(TASK_MODULES[sub])
+    parser = mod.build_parser()
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+            return mod.plan(parser, args, torch.device("cuda" if torch.cuda.is_available() else "cpu"))[0]
+    except SystemExit:
+        lines = err.getvalue().strip().splitlines()
+        return lines[-1].split("error: ", 1)[-1] if lines else "cannot compute the identity"
 
 
-def other_model(results: str | None, job: Job) -> str | None:
-    """The model of a complete run stored under the job's key that evaluated ANOTHER checkpoint (e.g. a smoke
-    model run with `--preset canvitb16`), else None. Such a key is not done: the job's result is missing."""
-    from canvit_results import read_meta, run_paths
-
-    meta = read_meta(run_paths(results, job.kind, job.key).meta_path)
-    stored = ((meta or {}).get("extra") or {}).get("model")
-    want = job_model(job)
-    if stored is None or want is None or str(stored).rstrip("/") == want.rstrip("/"):
-        return None
-    return str(stored)
+@functools.lru_cache(maxsize=None)
+def _cached_identity(job: Job) -> Any:
+    return job_identity(job)
 
 
-def job_status(results: str | None, job: Job) -> str:
-    """'done', 'todo', or 'taken' (the key holds another model's complete run; the writer would refuse it)."""
-    from canvit_results import is_complete
-
-    if not is_complete(results, job.kind, job.key):
-        return "todo"
-    return "taken" if other_model(results, job) else "done"
+def job_status(results: str | None, job: Job) -> tuple[str, str]:
+    """(status, detail): 'done' (a complete result of the job's identity is stored), 'to run', 'conflicting'
+    (other identities under the same prefix; detail names them) or 'unknown' (detail says why)."""
+    ident = _cached_identity(job)
+    if isinstance(ident, str):
+        return "unknown", ident
+    st = ident.status(results)
+    if st.status == "done":
+        return "done", st.key
+    if st.status == "conflicting":
+        return "conflicting", f"{st.key} goes beside {', '.join(st.others)}"
+    return "to run", st.key
 
 
 def describe(jobs: Sequence[Job], results: str | None) -> str:
-    lines = [f"{'#':>4}  {'status':8}  {'kind':15}  {'est. GPU':>8}  key / command"]
-    todo_s, done, taken = 0.0, 0, []
+    lines = [f"{'#':>4}  {'status':11}  {'kind':15}  {'est. GPU':>8}  key / command"]
+    todo_s, counts = 0.0, {"done": 0, "to run": 0, "conflicting": 0, "unknown": 0}
     for i, j in enumerate(jobs):
-        status = job_status(results, j)
-        done += status == "done"
+        status, detail = job_status(results, j)
+        counts[status] += 1
         todo_s += 0 if status == "done" else j.gpu_s
-        if status == "taken":
-            taken.append(f"{j.kind}/{j.key} (holds {other_model(results, j)})")
-        lines.append(f"{i:>4}  {status:8}  {j.kind:15}  {_fmt_time(j.gpu_s):>8}  {j.key}")
-        lines.append(f"{'':>4}  {'':8}  {'':15}  {'':>8}  {j.command()}")
+        lines.append(f"{i:>4}  {status:11}  {j.kind:15}  {_fmt_time(j.gpu_s):>8}  {j.key}  ({detail})")
+        lines.append(f"{'':>4}  {'':11}  {'':15}  {'':>8}  {j.command()}")
     total = sum(j.gpu_s for j in jobs)
-    lines.append(f"{len(jobs)} jobs: {done} done, {len(jobs) - done} to run; estimated GPU time "
-                 f"{_fmt_time(todo_s)} to run ({_fmt_time(total)} for the whole plan; H100 estimates, see --help)")
-    if taken:
-        lines.append(f"{len(taken)} keys hold another model's run (move them out of the store, or use another "
-                     f"--results): {', '.join(taken)}")
+    lines.append(f"{len(jobs)} jobs: {counts['done']} done, {counts['to run']} to run, {counts['conflicting']} "
+                 f"conflicting (a new result beside another identity's), {counts['unknown']} unknown until run; "
+                 f"estimated GPU time {_fmt_time(todo_s)} to run ({_fmt_time(total)} for the whole plan; H100 "
+                 "estimates, see --help)")
     return "\n".join(lines)
 
 
@@ -272,9 +286,9 @@ def check_data(p: argparse.ArgumentParser, cfg: MatrixConfig, kinds: set[str]) -
     --imagenet): a local path is opened (layout, split, images), a hub id is left to the jobs; nothing is
     downloaded, so a dry run can check too."""
     from .ade20k.data import open_ade20k
-    from .in1k import open_source
+    from .harness import open_source
     from .inputs import local_path, usage_errors
-    from .reconstruction import ade20k_images
+    from .tasks.reconstruction import ade20k_images
 
     reads = [("--ade20k", cfg.ade20k)] if kinds & {"ade20k", "ade20k-dinov3", "reconstruction"} else []
     reads += [("--imagenet", cfg.imagenet)] if "in1k" in kinds else []
@@ -359,26 +373,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         return 0
 
-    from canvit_results import is_complete
-
     failed: list[str] = []
     for i, job in enumerate(jobs):
-        status = job_status(args.results, job)
+        status, detail = job_status(args.results, job)
         if status == "done":
-            print(f"[{i + 1}/{len(jobs)}] skip {job.kind}/{job.key} (complete)")
+            print(f"[{i + 1}/{len(jobs)}] skip {job.kind}/{detail} (complete)")
             continue
-        if status == "taken":
-            print(f"[{i + 1}/{len(jobs)}] FAILED {job.kind}/{job.key}: the store holds a run of "
-                  f"{other_model(args.results, job)} under this key; move it away to run {job_model(job)}",
-                  file=sys.stderr)
-            failed.append(f"{job.kind}/{job.key}")
-            if not args.keep_going:
-                return 1
-            continue
-        print(f"[{i + 1}/{len(jobs)}] run  {job.kind}/{job.key}: {job.command()}", flush=True)
+        print(f"[{i + 1}/{len(jobs)}] run  {job.kind}/{job.key} ({status}: {detail}): {job.command()}", flush=True)
         t0 = time.time()
         rc = run_job(job, in_process=args.in_process)
-        ok = rc == 0 and is_complete(args.results, job.kind, job.key)
+        _cached_identity.cache_clear()
+        after, _ = job_status(args.results, job)
+        ok = rc == 0 and after in ("done", "unknown")
         print(f"[{i + 1}/{len(jobs)}] {'done' if ok else 'FAILED'} {job.kind}/{job.key} in {_fmt_time(time.time() - t0)}"
               + ("" if ok else f" (exit code {rc}{', no complete result' if rc == 0 else ''})"), flush=True)
         if not ok:

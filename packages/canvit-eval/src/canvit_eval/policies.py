@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from canvit_model import Viewpoint, quadtree_tiles, random_viewpoints
-from canvit_model.viewpoints import MIN_SCALE
+from canvit_model import Viewpoint, iid_viewpoint, quadtree_viewpoint
 
 POLICY_NAMES = ("r-iid", "f-iid", "c2f", "f2c", "eg-c2f", "rfs")
 # Policies whose viewpoints do not depend on a random draw (one evaluation run suffices).
@@ -82,19 +81,16 @@ class Policy:
 
 
 class RandomIID(Policy):
+    """R-IID, and F-IID below: the pretraining sequences, drawn by `canvit_model.iid_viewpoint`."""
+
     name = "r-iid"
 
     def _next(self, t: int, seg_logits: torch.Tensor | None) -> Viewpoint:
-        return random_viewpoints(self.batch_size, min_scale=MIN_SCALE, generator=self.generator, device=self.device)
+        return iid_viewpoint(self.name, t, self.batch_size, generator=self.generator, device=self.device)
 
 
-class FullThenIID(Policy):
+class FullThenIID(RandomIID):
     name = "f-iid"
-
-    def _next(self, t: int, seg_logits: torch.Tensor | None) -> Viewpoint:
-        if t == 0:
-            return Viewpoint.full_scene(batch_size=self.batch_size, device=self.device)
-        return random_viewpoints(self.batch_size, min_scale=MIN_SCALE, generator=self.generator, device=self.device)
 
 
 class RepeatedFullScene(Policy):
@@ -123,10 +119,7 @@ class _Schedule(Policy):
         return levels, torch.cat(tiles, dim=0)
 
     def _next(self, t: int, seg_logits: torch.Tensor | None) -> Viewpoint:
-        centers, scale = quadtree_tiles(self.levels[t])
-        c = centers[self.tiles[t]]  # [B, 2]
-        s = torch.full((self.batch_size,), scale, dtype=torch.float32)
-        return Viewpoint(centers=c, scales=s).to(self.device)
+        return quadtree_viewpoint(self.levels[t], self.tiles[t], device=self.device)
 
 
 class CoarseToFine(_Schedule):
@@ -162,8 +155,7 @@ class EntropyGuidedC2F(Policy):
         if t != self._last_t + 1:
             raise ValueError(f"eg-c2f must be stepped in order t = 0, 1, ...; expected t={self._last_t + 1}, got {t}")
         level = self.levels[t]
-        centers, scale = quadtree_tiles(level)
-        n_tiles = centers.shape[0]
+        n_tiles = 4**level
         if level != self._level:
             self._level = level
             self._visited = torch.zeros(self.batch_size, n_tiles, dtype=torch.bool)
@@ -178,9 +170,7 @@ class EntropyGuidedC2F(Policy):
             choice = score.argmax(dim=1)  # first maximum: lowest tile index on ties
         self._visited[torch.arange(self.batch_size), choice] = True
         self._last_t = t
-        c = centers[choice]
-        s = torch.full((self.batch_size,), scale, dtype=torch.float32)
-        return Viewpoint(centers=c, scales=s).to(self.device)
+        return quadtree_viewpoint(level, choice, device=self.device)
 
 
 def predictive_entropy(seg_logits: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +39,49 @@ EXAMPLE = f"""example (CPU is fine: one image, 10 glimpses, the released CanViT-
 # -- pictures from tensors --------------------------------------------------------------------------
 
 
-def pca_rgb(canvases: torch.Tensor) -> np.ndarray:
-    """canvases [T, G, G, D] -> uint8 RGB [T, G, G, 3]: the top-3 principal components of all T*G*G tokens."""
-    t, g, _, d = canvases.shape
-    x = canvases.reshape(-1, d).double()
-    x = x - x.mean(0)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)  # rows of vh: principal directions
-    comps = vh[:3]  # [k, D], k = min(3, rank)
-    signs = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))  # deterministic orientation
-    proj = x @ (comps * signs).T  # [N, k]
+@dataclass(frozen=True)
+class PCABasis:
+    """A fitted canvas -> RGB projection: token mean [D], top-3 principal directions [k, D] (signs fixed), and
+    each component's 1st / 99th percentile [k] over the fitted tokens (the colour range)."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+
+def _project(basis_mean: torch.Tensor, components: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """tokens [N, D] (float64) -> [N, 3] coordinates on the components (zero-padded when rank < 3)."""
+    proj = (x - basis_mean) @ components.T  # [N, k]
     if proj.shape[1] < 3:
         proj = torch.cat([proj, proj.new_zeros(proj.shape[0], 3 - proj.shape[1])], 1)
-    lo = torch.quantile(proj, 0.01, dim=0)
-    hi = torch.quantile(proj, 0.99, dim=0)
-    img = ((proj - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-    return (img.reshape(t, g, g, 3).numpy() * 255).round().astype(np.uint8)
+    return proj
+
+
+def fit_pca(canvases: torch.Tensor) -> PCABasis:
+    """Fit the top-3 principal components of every token of canvases [..., D] (e.g. [T, G, G, D])."""
+    x = canvases.reshape(-1, canvases.shape[-1]).double()
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)  # rows of vh: principal directions
+    comps = vh[:3]  # [k, D], k = min(3, rank)
+    signs = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))  # deterministic orientation
+    comps = comps * signs
+    proj = _project(mean, comps, x)
+    return PCABasis(mean=mean, components=comps, lo=torch.quantile(proj, 0.01, dim=0),
+                    hi=torch.quantile(proj, 0.99, dim=0))
+
+
+def apply_pca(basis: PCABasis, canvases: torch.Tensor) -> np.ndarray:
+    """canvases [..., D] -> uint8 RGB [..., 3] through a fitted basis (so colours agree across calls)."""
+    x = canvases.reshape(-1, canvases.shape[-1]).double()
+    proj = _project(basis.mean, basis.components, x)
+    img = ((proj - basis.lo) / (basis.hi - basis.lo).clamp_min(1e-12)).clamp(0, 1)
+    return (img.reshape(*canvases.shape[:-1], 3).numpy() * 255).round().astype(np.uint8)
+
+
+def pca_rgb(canvases: torch.Tensor) -> np.ndarray:
+    """canvases [T, G, G, D] -> uint8 RGB [T, G, G, 3]: the top-3 principal components of all T*G*G tokens."""
+    return apply_pca(fit_pca(canvases), canvases)
 
 
 def change_maps(canvases: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
@@ -119,10 +148,10 @@ def visualize(
 
     Returns {"rows": {name: [T PIL images]}, "viewpoints": [(cy, cx, s)]}.
     """
+    from canvit_model.rollout import no_autocast, rollout
     from PIL import ImageDraw
 
     from .policies import make_policy
-    from .rollout import no_autocast, rollout
 
     device = next(model.parameters()).device
     scenes = scene[None].to(device)

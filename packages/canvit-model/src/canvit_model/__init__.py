@@ -8,8 +8,10 @@ from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
 from .layers.fast import CPU_MODES, cpu_inference
-from .presets import PRESETS, Preset, preset
-from .viewpoints import MIN_SCALE, quadtree_tiles, quadtree_viewpoint, random_viewpoints
+from .presets import PRESETS, TEST_PRESETS, Preset, preset
+from .viewpoints import IID_LAWS, MIN_SCALE, IIDViewpoints, iid_viewpoint, quadtree_tiles, quadtree_viewpoint
+from .viewpoints import random_viewpoints
+from .metrics import RECONSTRUCTION_METRICS, model_reconstruction_cosines, reconstruction_cosines
 from .classification import (
     CanViTForImageClassification,
     ClassificationOutput,
@@ -34,23 +36,30 @@ __all__ = [
     "CanViTOutput",
     "DINOv3",
     "DINOv3Features",
+    "IID_LAWS",
+    "IIDViewpoints",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_SCALE",
     "PRESETS",
+    "RECONSTRUCTION_METRICS",
     "Preset",
     "RecurrentState",
+    "TEST_PRESETS",
     "ViTConfig",
     "Viewpoint",
     "canvit_num_params",
     "center_crop_transform",
     "cpu_inference",
     "grid_coords",
+    "iid_viewpoint",
     "imagenet_denormalize",
+    "model_reconstruction_cosines",
     "preset",
     "quadtree_tiles",
     "quadtree_viewpoint",
     "random_viewpoints",
+    "reconstruction_cosines",
     "sample_at_viewpoint",
     "square_resize_transform",
     "CanViTForImageClassification",

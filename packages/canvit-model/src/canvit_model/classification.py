@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .canvit import CanViT, CanViTForPretraining, RecurrentState, _check_config, _check_int
+from ._pytree import register_dataclass
 from .config import CanViTConfig
 from .convert import _config_from_v01, rename_v01_key
 from .geometry import Viewpoint
@@ -161,6 +162,7 @@ def fuse_probe(
     return head.to(cls_readout.proj.weight.device)
 
 
+@register_dataclass
 @dataclass(frozen=True)
 class ClassificationOutput:
     state: RecurrentState

@@ -63,9 +63,21 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
+# Not paper models (so not in PRESETS, which is Table 3): a tiny architecture on the `test-tiny` backbone, for
+# tests and for trying a tool without released weights (`canvit-eval demo --random-init test-tiny`).
+TEST_PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("test-tiny", "", "tiny test model (not in the paper)",
+               CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=32, num_canvas_registers=2,
+                            num_backbone_registers=1, rw_stride=1)),
+    ]
+}
+
 
 def preset(name: str) -> Preset:
+    """A Table 3 preset (PRESETS) or a test preset (TEST_PRESETS) by name."""
     try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"preset {name!r} is unknown; valid presets: {list(PRESETS)}") from None
+        return PRESETS[name] if name in PRESETS else TEST_PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"preset {name!r} is unknown; valid presets: {list(PRESETS) + list(TEST_PRESETS)}") from None

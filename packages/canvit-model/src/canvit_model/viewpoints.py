@@ -1,8 +1,13 @@
-"""Viewpoint laws shared by pretraining and evaluation: the random (IID) law and the quadtree tiles.
+"""Viewpoint laws shared by pretraining and evaluation: the random (IID) law, the F-IID / R-IID
+sequences built on it, and the quadtree tiles.
 
 - `random_viewpoints`: the pretraining law (paper §5.2): draw an area fraction A ~ U[0, (1 - s_min)^2],
   set the scale s = 1 - sqrt(A), so p(s) ∝ (1 - s) on [s_min, 1], then the centre uniformly in the
   box that keeps the crop inside the scene, [-(1 - s), 1 - s]^2.
+- `iid_viewpoint`: glimpse t of an F-IID sequence (the full scene at t = 0, then the random law) or of
+  an R-IID sequence (the random law from t = 0). Pretraining rollouts, the `f-iid` / `r-iid` evaluation
+  policies and training-time validation all draw through it; `IIDViewpoints` wraps it as a policy
+  (`next(t)`) for `canvit_model.rollout`.
 - `quadtree_tiles`: level l tiles the scene with 2^l x 2^l crops of scale 2^-l (level 0 = the whole
   scene), in row-major order: the tile set of the Coarse-to-Fine and Fine-to-Coarse policies.
 
@@ -17,6 +22,7 @@ import torch
 from .geometry import Viewpoint, grid_coords
 
 MIN_SCALE = 0.05  # s_min of the paper (a crop covers at least 0.25% of the scene)
+IID_LAWS = ("f-iid", "r-iid")
 
 
 def random_viewpoints(
@@ -36,6 +42,47 @@ def random_viewpoints(
     scales = (1 - area.sqrt()).clamp(min=min_scale, max=1.0)
     centers = (u[:, 1:] * 2 - 1) * (1 - scales)[:, None]
     return Viewpoint(centers=centers, scales=scales).to(device if device is not None else "cpu")
+
+
+def iid_viewpoint(
+    law: str,
+    t: int,
+    batch_size: int,
+    *,
+    min_scale: float = MIN_SCALE,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Viewpoint:
+    """Viewpoint t of an F-IID or R-IID sequence (`law` in IID_LAWS). F-IID's t = 0 is the full scene and
+    draws nothing from `generator`; every other glimpse is one `random_viewpoints` draw. Call it for
+    t = 0, 1, ... in order with one generator to get one sequence."""
+    if law not in IID_LAWS:
+        raise ValueError(f"law must be one of {IID_LAWS}, got {law!r}")
+    if law == "f-iid" and t == 0:
+        return Viewpoint.full_scene(batch_size=batch_size, device=device)
+    return random_viewpoints(batch_size, min_scale=min_scale, generator=generator, device=device)
+
+
+class IIDViewpoints:
+    """An F-IID / R-IID sequence of `num_glimpses` viewpoints for B scenes as a viewing policy
+    (`next(t, seg_logits=None)`, what `canvit_model.rollout` steps), drawing lazily with `generator`."""
+
+    needs_logits = False
+
+    def __init__(self, law: str, *, batch_size: int, num_glimpses: int, min_scale: float = MIN_SCALE,
+                 generator: torch.Generator | None = None, device: torch.device | str | None = None) -> None:
+        if law not in IID_LAWS:
+            raise ValueError(f"law must be one of {IID_LAWS}, got {law!r}")
+        self.name = law
+        self.batch_size = batch_size
+        self.num_glimpses = num_glimpses
+        self.min_scale = min_scale
+        self.generator = generator
+        self.device = device
+
+    def next(self, t: int, seg_logits: torch.Tensor | None = None) -> Viewpoint:
+        return iid_viewpoint(self.name, t, self.batch_size, min_scale=self.min_scale, generator=self.generator,
+                             device=self.device)
 
 
 def quadtree_tiles(level: int) -> tuple[torch.Tensor, float]:

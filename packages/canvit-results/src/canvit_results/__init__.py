@@ -5,15 +5,14 @@
     summary = summarize(load_runs("results", "ade20k", with_meta=["extra.policy"]), ["extra.policy", "t"], ["miou"])
 """
 
+from .atomic import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_text
 from .cli import dispatch
+from .identity import IdentityStatus, digest_files, digest_json, identity_key, identity_record, identity_status, sha256_file
 from .provenance import code_version, cpu_name, device_info, package_versions, provenance
 from .store import (
     DEFAULT_ROOT,
     RunExistsError,
     RunRef,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
     bootstrap_ci,
     is_complete,
     list_runs,
@@ -27,7 +26,8 @@ from .store import (
 )
 
 __all__ = [
-    "DEFAULT_ROOT", "RunExistsError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "dispatch", "RunRef", "bootstrap_ci", "code_version", "cpu_name", "device_info", "is_complete",
+    "IdentityStatus", "digest_files", "digest_json", "identity_key", "identity_record", "identity_status", "sha256_file",
+    "DEFAULT_ROOT", "RunExistsError", "atomic_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "dispatch", "RunRef", "bootstrap_ci", "code_version", "cpu_name", "device_info", "is_complete",
     "list_runs", "load_meta", "load_runs", "package_versions", "provenance", "read_meta", "results_root",
     "run_paths", "summarize", "write_run",
 ]

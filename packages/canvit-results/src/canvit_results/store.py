@@ -16,21 +16,21 @@ another seed). The key names the run's identity (`c2f-s512-c32-seed3`), so a job
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .atomic import atomic_write_bytes
+from .identity import sha256_file
 
 DEFAULT_ROOT = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
@@ -60,43 +60,6 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a unique temp path beside `path` for a writer that wants a file name (safetensors, parquet,
-    PIL); when the block ends cleanly the file is fsynced and renamed onto `path`, else removed. Readers
-    see the old file or the whole new one, never a part. Parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (see `atomic_path`)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """`atomic_write_bytes` of UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _jsonable(x: Any) -> Any:
@@ -151,7 +114,7 @@ def is_complete(root: str | os.PathLike[str] | None, kind: str, key: str) -> boo
     meta = read_meta(ref.meta_path)
     if meta is None or not ref.table_path.is_file():
         return False
-    return meta.get("table_sha256") == _sha256(ref.table_path)
+    return meta.get("table_sha256") == sha256_file(ref.table_path)
 
 
 def write_run(
@@ -186,7 +149,7 @@ def write_run(
         "key": key,
         "complete": True,
         "table": ref.table_path.name,
-        "table_sha256": _sha256(ref.table_path),
+        "table_sha256": sha256_file(ref.table_path),
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
         "provenance": _jsonable(dict(provenance)),

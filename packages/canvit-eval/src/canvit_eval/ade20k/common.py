@@ -1,15 +1,14 @@
-"""Pieces shared by `canvit-eval train-probe` and `canvit-eval ade20k`: models, features, the eval loop."""
+"""Pieces shared by `canvit-eval train-probe` and `canvit-eval ade20k` (`canvit_eval.tasks`): models,
+features, and one batch's per-timestep confusion counts (the tasks add them up on `canvit_eval.harness`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +18,7 @@ from canvit_model.config import BACKBONES
 from canvit_model.segmentation import upsample_logits
 from canvit_results.cli import int_at_least
 
+from ..harness import batch_generator
 from ..policies import POLICY_NAMES, make_policy
 from ..rollout import autocast, rollout
 from .metrics import ConfusionMatrix
@@ -39,13 +39,6 @@ def dinov3_backbone(size: str) -> str:
 
 positive_int = int_at_least(1)  # argparse types of the ADE20K commands (argparse names the flag)
 nonneg_int = int_at_least(0)
-
-
-def short_name(spec: str) -> str:
-    """A results-store-safe short name of a model / probe id or directory."""
-    name = Path(str(spec).rstrip("/")).name or str(spec)
-    name = re.sub(r"[^A-Za-z0-9._=+-]", "-", name).lstrip(".")
-    return name or "model"
 
 
 def load_canvit(spec: str, device: torch.device) -> CanViTForPretraining:
@@ -99,13 +92,6 @@ def canvas_probe_fn(model: CanViTForPretraining, probe: SegmentationProbe) -> Ca
     return lambda canvas: probe(model.canvit.canvas_patch_grid(canvas))
 
 
-def batch_generator(seed: int, batch_index: int) -> torch.Generator:
-    """The policy generator of one evaluation batch: depends on (seed, batch index) only, so an
-    interrupted evaluation resumes with the same viewpoints."""
-    s = int(np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
-
-
 def decode_into(cm: ConfusionMatrix, logits: torch.Tensor, labels: torch.Tensor, stream: int) -> None:
     """Bilinearly upsample logits [B, C, g, g] to the mask size, argmax, accumulate (chunks of 8)."""
     size = tuple(labels.shape[-2:])
@@ -114,53 +100,68 @@ def decode_into(cm: ConfusionMatrix, logits: torch.Tensor, labels: torch.Tensor,
         cm.update(pred, labels[i : i + DECODE_CHUNK], stream=stream, check=False)
 
 
-def evaluate_canvit_batches(
+def canvit_confusion(
     model: CanViTForPretraining,
     probe: SegmentationProbe,
-    batches: Iterable[tuple[int, torch.Tensor, torch.Tensor]],
-    cm: ConfusionMatrix,
+    scenes: torch.Tensor,
+    labels: torch.Tensor,
     *,
+    num_classes: int,
     policy: str,
     num_glimpses: int,
     seed: int,
+    batch_index: int,
     canvas_grid: int,
     glimpse_px: int,
     amp: bool,
-    device: torch.device,
-    on_batch: Callable[[int], None] | None = None,
-) -> None:
-    """Accumulate per-timestep confusion matrices (stream t) over (batch_index, scenes, labels) batches."""
+    on_viewpoint: Callable[[int, Any], None] | None = None,
+) -> torch.Tensor:
+    """One batch (scenes [B, 3, S, S], masks [B, S, S] on the device): confusion counts [T, C, C] int64, one
+    stream per timestep, with the policy's draws from `batch_generator(seed, batch_index)`."""
     if policy not in POLICY_NAMES:
         raise ValueError(f"policy {policy!r} is unknown; valid names: {', '.join(POLICY_NAMES)}")
     probe.eval()  # BatchNorm must use its running statistics and never update them
-    fn = canvas_probe_fn(model, probe)
-    for bi, scenes, labels in batches:
-        scenes = scenes.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        cm.check_labels(labels)
-        pol = make_policy(policy, batch_size=scenes.shape[0], num_glimpses=num_glimpses,
-                          generator=batch_generator(seed, bi), device=device)
-        for step in rollout(model, scenes, pol, num_glimpses=num_glimpses, canvas_grid=canvas_grid,
-                            glimpse_px=glimpse_px, amp=amp, probe=fn):
-            with torch.inference_mode():
-                decode_into(cm, step.seg_logits, labels, stream=step.t)
-        if on_batch is not None:
-            on_batch(bi)
-
-
-def evaluate_dinov3_batches(model: DINOv3, probe: SegmentationProbe, batches, cm: ConfusionMatrix, *,
-                            input_px: int, amp: bool, device: torch.device, on_batch=None) -> None:
-    probe.eval()
-    for bi, scenes, labels in batches:
+    cm = ConfusionMatrix(num_classes, streams=num_glimpses, device=scenes.device)
+    cm.check_labels(labels)
+    pol = make_policy(policy, batch_size=scenes.shape[0], num_glimpses=num_glimpses,
+                      generator=batch_generator(seed, batch_index), device=scenes.device)
+    for step in rollout(model, scenes, pol, num_glimpses=num_glimpses, canvas_grid=canvas_grid,
+                        glimpse_px=glimpse_px, amp=amp, probe=canvas_probe_fn(model, probe)):
+        if on_viewpoint is not None:
+            on_viewpoint(step.t, step.viewpoint)
         with torch.inference_mode():
-            scenes = scenes.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            cm.check_labels(labels)
-            logits = probe(dinov3_feature_grid(model, scenes, input_px, amp))
-            decode_into(cm, logits, labels, stream=0)
-        if on_batch is not None:
-            on_batch(bi)
+            decode_into(cm, step.seg_logits, labels, stream=step.t)
+    return cm.counts
 
+
+def dinov3_confusion(model: DINOv3, probe: SegmentationProbe, scenes: torch.Tensor, labels: torch.Tensor, *,
+                     num_classes: int, input_px: int, amp: bool) -> torch.Tensor:
+    """One batch of the passive DINOv3 baseline: confusion counts [1, C, C] int64 (t = 0 only)."""
+    probe.eval()
+    cm = ConfusionMatrix(num_classes, streams=1, device=scenes.device)
+    with torch.inference_mode():
+        cm.check_labels(labels)
+        decode_into(cm, probe(dinov3_feature_grid(model, scenes, input_px, amp)), labels, stream=0)
+    return cm.counts
+
+
+def confusion_step(model: Any, probe: SegmentationProbe, *, dinov3: bool, num_classes: int, input_px: int | None,
+                   policy: str, num_glimpses: int, seed: int, canvas_grid: int, glimpse_px: int, amp: bool,
+                   viewpoints: Any = None) -> Callable[[Any], dict[str, torch.Tensor]]:
+    """The harness step of an ADE20K evaluation: a `SceneBatch` -> {"confusion": [T, C, C]} (CanViT under a
+    policy, or the DINOv3 baseline); `viewpoints` (a `harness.ViewpointWriter`) records every glimpse."""
+
+    def step(batch: Any) -> dict[str, torch.Tensor]:
+        if dinov3:
+            return {"confusion": dinov3_confusion(model, probe, batch.scenes, batch.labels, num_classes=num_classes,
+                                                  input_px=input_px, amp=amp)}
+        rec = viewpoints.recorder(batch, num_glimpses) if viewpoints is not None else None
+        return {"confusion": canvit_confusion(model, probe, batch.scenes, batch.labels, num_classes=num_classes,
+                                              policy=policy, num_glimpses=num_glimpses, seed=seed,
+                                              batch_index=batch.index, canvas_grid=canvas_grid,
+                                              glimpse_px=glimpse_px, amp=amp, on_viewpoint=rec)}
+
+    return step
 
 
 @contextlib.contextmanager

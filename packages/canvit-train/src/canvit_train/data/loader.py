@@ -31,11 +31,12 @@ Both are infinite iterables (`iter(loader)` / `next(...)`), never reshuffle, and
   sample of the stream, with a warning, so batch sizes and alignment stay fixed and resume stays exact.
 
 The shard loader checks every shard listed by the manifest at construction (exists, size; sha256 too
-with `checksum=True`) and, when it first opens a shard in a run, its sha256 against the manifest
-(`verify_on_open=True`, the default: training never consumes a corrupted shard, and the cost is one
-sequential read of each shard per worker, see benchmarks/RESULTS.md), its header, its `position` column
-and NaN/inf in the rows it reads: a problem raises `ShardError` naming the file before any batch of it
-is returned. The online loader runs the frozen teacher
+with `checksum=True`, all shards up front) and, when it opens a shard, its header, its `position`
+column and NaN/inf in the rows it reads. With `verify_on_open=True` (the default) no batch is built
+from a shard before its sha256 has matched the manifest: one background thread of the main process
+hashes the shards in the order the stream reaches them, ahead of it (each once per run, whatever the
+number of workers), and a worker opening a shard waits for its verdict. A problem raises `ShardError`
+naming the file before any batch of it is returned (cost: benchmarks/RESULTS.md). The online loader runs the frozen teacher
 in the main process on `device` (bf16 autocast on CUDA, fp32 on CPU, no grad); its targets equal the
 shards' up to the float16 rounding of storage.
 """
@@ -43,6 +44,9 @@ shards' up to the float16 rounding of storage.
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -171,6 +175,61 @@ class _Stream(IterableDataset):
             j += step
 
 
+class _ShardVerifier:
+    """sha256 of every shard against its record, in stream order from `first`, by one daemon thread of the
+    main process; verdicts are files in a private folder (`<s>.ok`, or `<s>.bad` holding the error), which
+    the stream's workers wait on (`verdict`)."""
+
+    def __init__(self, root: Path, records: dict[int, dict[str, Any]], first: int) -> None:
+        self.dir = tempfile.mkdtemp(prefix="canvit-shard-sha-")
+        order = sorted(records)
+        k = order.index(first) if first in order else 0
+        self._todo = order[k:] + order[:k]
+        self._root, self._records, self._stop = root, records, False
+        self._thread = threading.Thread(target=self._run, name="shard-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for s in self._todo:
+            if self._stop:
+                return
+            try:
+                check_shard_file(shard_path(self._root, s), self._records[s], checksum=True)
+                name, text = f"{s}.ok", ""
+            except Exception as e:  # noqa: BLE001 - every failure is a verdict the worker reports
+                name, text = f"{s}.bad", str(e)
+            tmp = os.path.join(self.dir, f".{name}.tmp")
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, os.path.join(self.dir, name))
+            except OSError:  # the folder went away: the loader was closed
+                return
+
+    @staticmethod
+    def verdict(directory: str, shard: int, path: Path) -> None:
+        """Wait for shard `shard`'s verdict; raise its ShardError if it failed."""
+        ok, bad = os.path.join(directory, f"{shard}.ok"), os.path.join(directory, f"{shard}.bad")
+        while True:
+            if os.path.exists(ok):
+                return
+            if os.path.exists(bad):
+                with open(bad, encoding="utf-8") as f:
+                    raise ShardError(f.read() or f"{path}: failed its sha256 check")
+            if not os.path.isdir(directory):
+                raise ShardError(f"{path}: its sha256 check was abandoned (the loader was closed)")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        import shutil
+
+        self._stop = True
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class _ShardStream(_Stream):
     """Adds the stored targets: positions -> (shard, row) -> memory-mapped slices."""
 
@@ -180,11 +239,11 @@ class _ShardStream(_Stream):
         self.shard_size = manifest.shard_size
         self.records = manifest.records
         self.checksum = checksum
+        self.verdicts: str | None = None  # a _ShardVerifier's folder: wait for each shard's sha256 verdict
         self._handles: OrderedDict[int, Any] | None = None
-        self._verified: set[int] = set()  # shards whose sha256 this process has checked (once per run)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_handles": None, "_verified": set()}
+        return {**self.__dict__, "_handles": None}
 
     def _handle(self, shard: int) -> Any:
         if self._handles is None:
@@ -194,9 +253,9 @@ class _ShardStream(_Stream):
             return self._handles[shard]
         path = shard_path(self.root, shard)
         rec = self.records[shard]
-        check_shard_file(path, rec, checksum=self.checksum and shard not in self._verified)
-        if self.checksum:
-            self._verified.add(shard)
+        check_shard_file(path, rec, checksum=self.checksum)
+        if self.verdicts is not None:
+            _ShardVerifier.verdict(self.verdicts, shard, path)
         h = open_shard(path)
         stored = h.get_tensor("position")
         start, end = rec["start"], rec["end"]
@@ -288,9 +347,11 @@ class FeatureShardLoader:
             raise ShardError(f"{root / ORDER_FILE}: {len(order)} positions but the export covers {manifest.num_images}")
         self.manifest = manifest
         self.resolution = manifest.resolution
+        self.verify_on_open = verify_on_open and not checksum  # an eager check at construction covers every shard
+        self._verifier: _ShardVerifier | None = None
         self.stream = _ShardStream(
             manifest,
-            verify_on_open and not checksum,  # an eager check at construction covers every shard
+            False,
             source=source,
             order_indices=order.indices,
             failed=manifest.failed_positions(),
@@ -308,7 +369,14 @@ class FeatureShardLoader:
         return self.stream.num_valid
 
     def __iter__(self) -> Iterator[TrainingBatch]:
-        return iter(_data_loader(self.stream, self.num_workers, self.pin_memory, self.prefetch_factor))
+        if self.verify_on_open and self._verifier is None:  # once per loader: "first opened in this run"
+            st = self.stream
+            first = st.position(st.start + st.rank * st.local) // self.manifest.shard_size
+            self._verifier = _ShardVerifier(self.manifest.root, self.manifest.records, first)
+            self.stream.verdicts = self._verifier.dir
+        it = iter(_data_loader(self.stream, self.num_workers, self.pin_memory, self.prefetch_factor))
+        it._shard_verifier = self._verifier  # lives as long as the iterator (removes its folder when both are gone)
+        return it
 
 
 def _resolve_order(order: SceneOrder | str | os.PathLike[str]) -> tuple[SceneOrder, np.ndarray | None]:

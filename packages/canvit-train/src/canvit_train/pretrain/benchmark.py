@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from .data import synthetic_setup
     from .optim import learning_rate, make_optimizer
     from .step import StepPlan, plan_step, train_step
-    from .trainer import build_model, peak_memory_gb
+    from .runlog import peak_memory_gb
+    from .trainer import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

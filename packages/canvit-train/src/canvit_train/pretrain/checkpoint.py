@@ -9,8 +9,9 @@ Layout of one checkpoint (a directory under RUN_DIR/checkpoints/):
       state.json              step, data position, optimizer param groups, python/numpy RNG states,
                               config, code version, metrics row count; written last
 
-The directory is built as `.tmp-step-.../` and renamed into place, so a directory named `step-*` is
-complete; a crash leaves at most a `.tmp-*` directory, which the next save replaces. No pickle anywhere.
+The directory is written with `canvit_results.atomic_dir` (a temp directory beside it, every file fsynced,
+swapped into place), so a directory named `step-*` is complete; a crash leaves at most a `.step-*.tmp`
+directory, which the next save removes. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from canvit_results import atomic_dir
 from safetensors.torch import load_file, save_file
 
 PREFIX = "step-"
@@ -38,21 +40,8 @@ class Checkpoint:
     state: dict[str, Any]  # state.json
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, os.fspath(path))
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -121,27 +110,19 @@ def save_checkpoint(
     """Write checkpoint `step` atomically; keep the newest `keep` (older complete ones are removed)."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
-    name = f"{PREFIX}{step:09d}"
-    final = ckpt_root / name
-    tmp = ckpt_root / f".tmp-{name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    _save_tensors(dict(model.state_dict()), tmp / "model.safetensors")
-    opt_t, groups = optimizer_tensors(opt)
-    _save_tensors(opt_t, tmp / "optimizer.safetensors")
-    rng_t, rng_js = rng_state()
-    _save_tensors(rng_t, tmp / "rng.safetensors")
-    state = {"format": FORMAT, "step": step, "optimizer_param_groups": groups, "rng": rng_js, **extra}
-    with open(tmp / "state.json", "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
-    if final.exists():  # the same step saved twice (signal right after a periodic save)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(ckpt_root)
+    for stale in [*ckpt_root.glob(f".{PREFIX}*.tmp"), *ckpt_root.glob(f".tmp-{PREFIX}*")]:  # crashed saves
+        shutil.rmtree(stale, ignore_errors=True)
+    final = ckpt_root / f"{PREFIX}{step:09d}"
+    # the same step may be saved twice (a signal right after a periodic save): atomic_dir replaces it
+    with atomic_dir(final) as tmp:
+        _save_tensors(dict(model.state_dict()), tmp / "model.safetensors")
+        opt_t, groups = optimizer_tensors(opt)
+        _save_tensors(opt_t, tmp / "optimizer.safetensors")
+        rng_t, rng_js = rng_state()
+        _save_tensors(rng_t, tmp / "rng.safetensors")
+        state = {"format": FORMAT, "step": step, "optimizer_param_groups": groups, "rng": rng_js, **extra}
+        with open(tmp / "state.json", "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old.path, ignore_errors=True)
     return final

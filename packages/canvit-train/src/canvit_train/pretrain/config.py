@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from canvit_model import MIN_SCALE
 from canvit_model import PRESETS as MODEL_PRESETS
 from canvit_model import releases
 
@@ -31,7 +32,7 @@ class PretrainConfig:
     scene_size: int = 512  # px
     glimpse_size: int = 128  # px
     canvas_grid: int = 32
-    min_scale: float = 0.05  # s_min: a crop covers at least 0.25% of the scene
+    min_scale: float = MIN_SCALE  # s_min: a crop covers at least 0.25% of the scene
     # rollouts
     rollouts: tuple[str, ...] = ("f-iid", "r-iid")  # one rollout of each per step, from fresh canvases
     tbptt_chunk: int = 2  # K glimpses per backward

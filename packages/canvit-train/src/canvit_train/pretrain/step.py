@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from canvit_model import CanViTForPretraining, RecurrentState, Viewpoint, random_viewpoints, sample_at_viewpoint
+from canvit_model import CanViTForPretraining, RecurrentState, Viewpoint, iid_viewpoint, sample_at_viewpoint
+from canvit_model.metrics import reconstruction_cosines
 
 from .config import PretrainConfig
 
@@ -63,13 +64,7 @@ def plan_step(cfg: PretrainConfig, step: int, global_batch: int) -> StepPlan:
     t_total = n * cfg.tbptt_chunk
     vps: dict[int, list[Viewpoint]] = {}
     for r, kind in enumerate(cfg.rollouts):
-        seq = []
-        for t in range(t_total):
-            if kind == "f-iid" and t == 0:
-                seq.append(Viewpoint.full_scene(batch_size=global_batch))
-            else:
-                seq.append(random_viewpoints(global_batch, min_scale=cfg.min_scale, generator=g))
-        vps[r] = seq
+        vps[r] = [iid_viewpoint(kind, t, global_batch, min_scale=cfg.min_scale, generator=g) for t in range(t_total)]
     return StepPlan(num_chunks=n, chunk=cfg.tbptt_chunk, viewpoints=vps)
 
 
@@ -112,11 +107,6 @@ def local_viewpoints(plan: StepPlan, rows_range: tuple[int, int], device: torch.
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over tokens and dims of each scene's squared error, then over scenes (a [B, ...] pair)."""
     return F.mse_loss(pred.float(), target.float())
-
-
-def cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cosine similarity over the last dim (tokens and scenes averaged)."""
-    return F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
 
 
 def glimpse_losses(
@@ -179,12 +169,10 @@ def rollout_backward(
             lp, lc, pred_p, pred_c = glimpse_losses(model, state, tp, tc)
             chunk_loss = chunk_loss + w_patch * lp + w_cls * lc
             with torch.no_grad():
-                raw_p = model.teacher_patch_standardizer.destandardize(pred_p.detach())
-                raw_c = model.teacher_cls_standardizer.destandardize(pred_c.detach()[:, None])[:, 0]
-                sums += torch.stack([
-                    lp.detach(), lc.detach(), cosine(pred_p.detach(), tp), cosine(pred_c.detach(), tc),
-                    cosine(raw_p, targets_raw[0]), cosine(raw_c, targets_raw[1]),
-                ])
+                cos = reconstruction_cosines(pred_p.detach(), pred_c.detach(), *targets_raw,
+                                             model.teacher_patch_standardizer, model.teacher_cls_standardizer,
+                                             per_position=True)
+                sums += torch.stack([lp.detach(), lc.detach(), *(cos[m].mean() for m in METRIC_NAMES[2:])])
         (chunk_loss * (loss_scale / t_total)).backward()
         state = state.detach()  # truncated BPTT: no gradient across chunks
     return sums / t_total

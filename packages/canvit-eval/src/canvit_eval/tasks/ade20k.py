@@ -8,50 +8,61 @@ runs under bf16 autocast on CUDA (`--no-amp`: fp32); CPU is always fp32.
 `--dinov3 SIZE --input-px PX`: the passive DINOv3 baseline of Table 5 (scene resized to PX, t = 0 only).
 
 Writes one tidy table per run into the results store (`--results`, kinds `ade20k` / `ade20k-dinov3` of
-packages/canvit-results/README.md): columns `t`, `miou` (a fraction). Interrupted runs resume from a
-partial state under RESULTS/.partial/ (same key and configuration); finished runs are skipped.
+packages/canvit-results/README.md): columns `t`, `miou` (a fraction), keyed by the run's identity
+(`canvit_eval.harness`). Runs on the harness loop: each batch adds its per-timestep confusion counts;
+interrupted runs resume from a partial state of the same identity; finished runs are skipped.
+A probe whose config records its training settings is checked against the run's (canvas grid, scene size,
+glimpse px; for DINOv3 the backbone and input px): a mismatch is a usage error naming both values.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from canvit_model import SegmentationProbe
 from canvit_model import releases
-from canvit_model.io import write_safetensors
-from canvit_results import atomic_path, is_complete, provenance, results_root, run_paths, write_run
-
-from ..inputs import check_checkpoint, local_path
-from ..policies import DETERMINISTIC, POLICY_NAMES
+from canvit_results import provenance, run_paths
 from canvit_results.cli import pick_device, store_dir
 
-from .common import (
-    check_backbone_args,
+from ..ade20k.common import (
+    DINOV3_HUB,
     bad_input,
+    check_backbone_args,
     check_patch_multiple,
+    confusion_step,
     dinov3_backbone,
-    evaluate_canvit_batches,
-    evaluate_dinov3_batches,
     load_canvit,
     load_dinov3,
     nonneg_int,
     positive_int,
-    short_name,
 )
-from .data import EvalSet, open_ade20k
-from .metrics import ConfusionMatrix
+from ..ade20k.data import EvalSet, open_ade20k
+from ..ade20k.metrics import ConfusionMatrix
+from ..harness import (
+    RunIdentity,
+    ViewpointWriter,
+    accumulate,
+    add_viewpoints_arg,
+    checkpoint_identity,
+    data_identity,
+    partial_path,
+    publish,
+    readable_prefix,
+    scene_batches,
+    short_name,
+    skip_if_complete,
+    viewpoints_path,
+)
+from ..inputs import check_checkpoint
+from ..policies import DETERMINISTIC, POLICY_NAMES
 
 EXAMPLE = f"""example (Table 6, C2F, 512 px scene, 32x32 canvas, seed 0):
   canvit-eval ade20k --model {releases.FLAGSHIP} \\
@@ -91,63 +102,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=store_dir, default=None, help="results store (default results/ or $CANVIT_RESULTS)")
     p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     p.add_argument("--num-workers", type=nonneg_int, default=None, help="data loader workers (default min(8, CPUs))")
-    p.add_argument("--checkpoint-every", type=positive_int, default=10, help="batches between partial-state saves")
+    p.add_argument("--checkpoint-every", type=positive_int, default=10, help="batches between partial-state saves (default 10)")
+    add_viewpoints_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def _dataloader(ds, start: int, batch_size: int, workers: int, device: torch.device):
-    sub = Subset(ds, range(start * batch_size, len(ds)))
-    loader = DataLoader(sub, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    return ((start + i, x, y) for i, (x, y) in enumerate(loader))
+# Settings a probe's recorded training config fixes: (config field, run flag, args attribute).
+PROBE_SETTINGS = {
+    False: (("canvas_grid", "--canvas-grid", "canvas_grid"), ("scene_size", "--scene-size", "scene_size"),
+            ("glimpse_px", "--glimpse-px", "glimpse_px")),
+    True: (("dinov3", "--dinov3", "dinov3"), ("input_px", "--input-px", "input_px")),
+}
+
+
+def check_probe_settings(parser: argparse.ArgumentParser, probe: Any, args: argparse.Namespace, dinov3: bool) -> None:
+    """Every setting the probe's training record fixes must equal the run's (a usage error naming both values);
+    a probe without a record (e.g. a published one) is not checked."""
+    cfg = ((getattr(probe, "hub_extra", None) or {}).get("training") or {}).get("config") or {}
+    if bool(cfg.get("dinov3")) != dinov3 and "dinov3" in cfg:
+        kind = "a DINOv3 baseline" if cfg.get("dinov3") else "a CanViT canvas"
+        parser.error(f"--probe {args.probe!r} is {kind} probe (its training config says dinov3={cfg.get('dinov3')!r})")
+    for field, flag, attr in PROBE_SETTINGS[dinov3]:
+        if field in cfg and cfg[field] is not None and cfg[field] != getattr(args, attr):
+            parser.error(f"{flag} {getattr(args, attr)} but --probe {args.probe!r} was trained with "
+                         f"{field} {cfg[field]}: evaluate it at {flag} {cfg[field]}, or train a probe for "
+                         f"{flag} {getattr(args, attr)}")
+
+
+def plan(parser: argparse.ArgumentParser, args: argparse.Namespace, device: torch.device
+         ) -> tuple[RunIdentity, Any, int, bool]:
+    """(identity, ADE20K pairs, number of images, DINOv3 run?) of a run: inputs checked (a typo must never pass
+    as "already complete"), the data opened and listed, the checkpoints digested; nothing loaded."""
+    dinov3 = check_backbone_args(parser, args)
+    prog = parser.prog
+    with bad_input(prog, "--data", args.data):
+        pairs = open_ade20k(args.data, args.split, image_column=args.image_column, mask_column=args.mask_column)
+    parts = {}
+    with bad_input(prog, "--probe", args.probe):
+        check_checkpoint(args.probe)
+        parts["probe"] = checkpoint_identity(args.probe)
+    model = args.model or DINOV3_HUB.format(backbone=args.dinov3)
+    with bad_input(prog, "--model", model):
+        check_checkpoint(model, official=dinov3)
+        parts["model"] = checkpoint_identity(model)
+    n = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    parts["data"] = data_identity(pairs, args.split, n, args.data)
+    amp = args.amp and device.type == "cuda"
+    batch_size = args.batch_size or (32 if args.canvas_grid <= 32 else 8)
+    settings = {"scene_size": args.scene_size, "batch_size": batch_size, "amp": amp, "limit": args.limit,
+                "num_classes": args.num_classes, "resize": "squish bilinear / PIL-nearest",
+                "decode": "bilinear upsample then argmax"}
+    if dinov3:
+        kind, name = "ade20k-dinov3", f"dinov3-{args.dinov3}"
+        prefix = f"{name}-{args.input_px}px" + (f"-limit{args.limit}" if args.limit is not None else "")
+        settings.update(backbone=args.dinov3, input_px=args.input_px)
+    else:
+        kind, name = "ade20k", args.name or short_name(args.model)
+        prefix = readable_prefix(name, args.policy, args.scene_size, args.canvas_grid, args.seed, args.limit)
+        settings.update(policy=args.policy, glimpses=args.glimpses, seed=args.seed, canvas_grid=args.canvas_grid,
+                        glimpse_px=args.glimpse_px)
+    return RunIdentity(kind, name, prefix, parts, settings), pairs, n, dinov3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     t0 = time.time()
-    dinov3 = check_backbone_args(parser, args)
+    viewpoints_path(parser, args.save_viewpoints)
     device = pick_device(args.device, parser=parser)
-    amp = args.amp and device.type == "cuda"
-    batch_size = args.batch_size or (32 if args.canvas_grid <= 32 else 8)
-    root = results_root(args.results)
+    if args.name is not None:
+        try:
+            run_paths(args.results, "ade20k", args.name)
+        except ValueError as e:  # only --name reaches the key unsanitized
+            parser.error(f"--name {args.name!r}: {e}")
+    ident, pairs, n, dinov3 = plan(parser, args, device)
+    if dinov3 and args.save_viewpoints:
+        parser.error("--save-viewpoints: a DINOv3 baseline run takes no glimpses")
+    kind, key = ident.kind, ident.key
+    amp, batch_size = ident.settings["amp"], ident.settings["batch_size"]
+    num_glimpses = 1 if dinov3 else args.glimpses
 
-    if dinov3:
-        kind, key = "ade20k-dinov3", f"dinov3-{args.dinov3}-{args.input_px}px"
-        num_glimpses = 1
-    else:
-        model_name = args.name or short_name(args.model)
-        kind = "ade20k"
-        key = f"{model_name}-{args.policy}-s{args.scene_size}-c{args.canvas_grid}-seed{args.seed}"
-        num_glimpses = args.glimpses
-    if args.limit is not None:
-        key += f"-limit{args.limit}"
-    try:
-        run_paths(root, kind, key)
-    except ValueError as e:  # only --name reaches the key unsanitized
-        parser.error(f"--name {args.name!r}: {e}")
-
-    # The input paths first (local data opened, local checkpoints' files present): a typo must not pass as
-    # "already complete". Hub ids are checked when loaded.
-    prog = parser.prog
-    open_data = functools.partial(open_ade20k, args.data, args.split, image_column=args.image_column,
-                                  mask_column=args.mask_column)
-    with bad_input(prog, "--data", args.data):
-        pairs = open_data() if local_path(args.data) is not None else None
-    with bad_input(prog, "--probe", args.probe):
-        check_checkpoint(args.probe)
-    if args.model is not None:
-        with bad_input(prog, "--model", args.model):
-            check_checkpoint(args.model, official=dinov3)
-    if is_complete(root, kind, key):
-        print(f"{kind}/{key} is already complete in {root}; nothing to do")
+    if skip_if_complete(ident, args.results):
         return 0
-
-    if pairs is None:
-        with bad_input(prog, "--data", args.data):
-            pairs = open_data()
-    ds = EvalSet(pairs, args.scene_size, limit=args.limit)
+    prog = parser.prog
     with bad_input(prog, "--probe", args.probe):
         probe = SegmentationProbe.from_pretrained(args.probe, map_location=device).eval()
     num_classes = args.num_classes or probe.num_classes
@@ -163,46 +201,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         with bad_input(prog, "--model", args.model):
             model = load_canvit(args.model, device)
     check_patch_multiple(parser, model, args, dinov3)
+    check_probe_settings(parser, probe, args, dinov3)
 
     config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
-    config.update(batch_size=batch_size, amp_effective=amp, num_images=len(ds), resize="squish bilinear / PIL-nearest",
+    config.update(batch_size=batch_size, amp_effective=amp, num_images=n, resize="squish bilinear / PIL-nearest",
                   decode="bilinear upsample then argmax", miou="dataset-level confusion matrix")
-    config_json = json.dumps(config, sort_keys=True)
-
-    # Resume from a partial state of the same run (same key and configuration).
-    partial = root / ".partial" / kind / f"{key}.safetensors"
-    cm = ConfusionMatrix(num_classes, streams=num_glimpses, device=device)
-    start = 0
-    if partial.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(partial), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("config") == config_json:
-            cm.counts.copy_(load_file(str(partial))["counts"].to(device))
-            start = int(meta["batches_done"])
-            print(f"resuming {kind}/{key} after {start} batches ({partial})")
-    n_batches = (len(ds) + batch_size - 1) // batch_size
+    viewpoints = ViewpointWriter(args.save_viewpoints, args.results, kind, key) if args.save_viewpoints else None
+    step = confusion_step(model, probe, dinov3=dinov3, num_classes=num_classes, input_px=args.input_px,
+                          policy=args.policy, num_glimpses=num_glimpses, seed=args.seed, canvas_grid=args.canvas_grid,
+                          glimpse_px=args.glimpse_px, amp=amp, viewpoints=viewpoints)
+    n_batches = (n + batch_size - 1) // batch_size
     workers = args.num_workers if args.num_workers is not None else min(8, os.cpu_count() or 1)
-    bar = tqdm(total=n_batches, initial=start, desc=f"ade20k {key}", disable=args.no_progress, unit="batch")
-
-    def on_batch(bi: int) -> None:
-        bar.update(1)
-        done = bi + 1
-        if done % args.checkpoint_every == 0 and done < n_batches:
-            with atomic_path(partial) as tmp:
-                write_safetensors({"counts": cm.counts}, tmp, metadata={"config": config_json, "batches_done": str(done)})
-
-    batches = _dataloader(ds, start, batch_size, workers, device)
-    if dinov3:
-        evaluate_dinov3_batches(model, probe, batches, cm, input_px=args.input_px, amp=amp, device=device,
-                                on_batch=on_batch)
-    else:
-        evaluate_canvit_batches(model, probe, batches, cm, policy=args.policy, num_glimpses=num_glimpses,
-                                seed=args.seed, canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px,
-                                amp=amp, device=device, on_batch=on_batch)
-    bar.close()
-
+    item = EvalSet(pairs, args.scene_size, limit=args.limit).__getitem__
+    part = partial_path(args.results, kind, key)
+    totals = accumulate(
+        lambda start: scene_batches(item, n, batch_size=batch_size, device=device, workers=workers, start_batch=start),
+        step, num_batches=n_batches, partial=part, identity=ident.digest, device=device,
+        save_every=args.checkpoint_every, progress=not args.no_progress, desc=f"{kind} {key}",
+    )
+    cm = ConfusionMatrix(num_classes, streams=num_glimpses)
+    cm.counts = totals.sums["confusion"]
     mious = cm.mious()
     table = pd.DataFrame({"t": list(range(num_glimpses)), "miou": mious})
     if dinov3:
@@ -212,12 +230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = {"model": args.model, "probe": args.probe, "policy": args.policy, "scene_size": args.scene_size,
                  "canvas_grid": args.canvas_grid, "glimpse_px": args.glimpse_px, "num_glimpses": num_glimpses,
                  "seed": args.seed, "deterministic_policy": args.policy in DETERMINISTIC}
-    extra.update(split=args.split, num_images=len(ds))
+    extra.update(split=args.split, num_images=totals.count, model_label=ident.label(),
+                 failed_images=[pairs.key(i) for i in totals.failed])
+    if viewpoints is not None:
+        extra["viewpoints"] = str(viewpoints.finish(n_batches))
     prov = provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                       wall_time_s=time.time() - t0, argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
                       probe=args.probe)
-    ref = write_run(root, kind, key, table, prov, extra=extra)
-    partial.unlink(missing_ok=True)
+    ref = publish(args.results, ident, table, prov, extra, part)
+    if ref is None:
+        return 0
     shown = ", ".join(f"t{t}={100 * m:.2f}" for t, m in enumerate(mious) if t in (0, 1, 4, 9, 20) or t == num_glimpses - 1)
     print(f"{kind}/{key}: mIoU {shown}  -> {ref.table_path}")
     return 0

@@ -3,7 +3,7 @@
 On held-out scenes (ADE20K val, Resize(512) + CenterCrop(512)), the DINOv3 teacher runs once per scene in
 float32 (autocast off); the CanViT sees T = 10 R-IID glimpses (`canvit_eval.rollout`), and after every
 glimpse its readouts predict the teacher's patch tokens (from the canvas) and CLS token (from the
-recurrent CLS). Four per-image numbers per timestep, averaged over images:
+recurrent CLS). Four per-image numbers per timestep (`canvit_model.metrics`), averaged over images:
 
 - `cos_patch_raw`, `cos_cls_raw`: cosine similarity between the **destandardized** prediction
   (x * sqrt(var + 1e-6) + mean, the checkpoint's teacher statistics) and the raw teacher features;
@@ -11,8 +11,8 @@ recurrent CLS). Four per-image numbers per timestep, averaged over images:
   (standardized space) and the **standardized** teacher features.
 
 Patch cosines are taken per position (one cosine per canvas cell / teacher patch) and averaged over the
-G x G positions of the image, then over images. (One reading of the authors' code compares a
-standardized prediction with raw teacher features under the name "raw"; we do not: raw is raw vs raw.)
+G x G positions of the image, then over images. The authors' canvit-pytorch 0.2.1 defines "raw" the same
+way (it destandardizes the prediction before comparing it with the raw features).
 The patch standardizer has statistics for one grid (32 x 32 for the published models), so the canvas
 grid must equal the teacher's patch grid (scene size / 16).
 """
@@ -27,67 +27,49 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from canvit_model import releases
+from canvit_model.metrics import RECONSTRUCTION_METRICS, model_reconstruction_cosines
 from canvit_results.cli import pick_device
 
-from .in1k import (
+from ..harness import (
+    SPLIT_ALIASES,
+    ClassifyItem,
+    RunIdentity,
     SceneBatch,
+    ViewpointWriter,
     add_rollout_args,
     batch_generator,
     check_rollout_args,
-    evaluate_means,
+    checkpoint_identity,
+    data_identity,
+    image_means,
+    image_sums,
     open_source,
     partial_path,
     publish,
+    rollout_settings,
+    short_name,
+    skip_if_complete,
 )
 
 TEACHER = releases.TEACHER
-METRICS = ("cos_patch_raw", "cos_cls_raw", "cos_patch_std", "cos_cls_std")
+METRICS = RECONSTRUCTION_METRICS
 EXAMPLE = f"""example (one H100; Table 4 baseline row, run seeds 0..4 for the 95% CI):
   canvit-eval reconstruction --model canvitb16 --teacher {TEACHER} \\
       --data /datasets/ADEChallengeData2016 --seed 0 --results results/
   --model takes a preset name (its released Table 3 checkpoint; canvitb16 = the ablation baseline
-  {releases.ABLATION_BASELINE}), a hub id or a directory; for your own checkpoint, name its
-  preset: --model runs/no-reads/final --preset no-reads"""
-
-
-def reconstruction_cosines(
-    pred_patches: torch.Tensor,
-    pred_cls: torch.Tensor,
-    teacher_patches: torch.Tensor,
-    teacher_cls: torch.Tensor,
-    patch_standardizer: Any,
-    cls_standardizer: Any,
-) -> dict[str, torch.Tensor]:
-    """Per-image cosines {name: [B]} (float32).
-
-    pred_patches [B, N, D] and pred_cls [B, D]: readout outputs (standardized space);
-    teacher_patches [B, N, D] and teacher_cls [B, D]: raw teacher features (after DINOv3's final LN).
-    raw = cos(destandardize(pred), teacher); std = cos(pred, standardize(teacher)).
-    """
-    pp, pc = pred_patches.float(), pred_cls.float()
-    tp, tc = teacher_patches.float(), teacher_cls.float()
-    if pp.shape != tp.shape:
-        raise ValueError(f"predicted patches {list(pp.shape)} and teacher patches {list(tp.shape)} differ in shape")
-    if pc.shape != tc.shape:
-        raise ValueError(f"predicted CLS {list(pc.shape)} and teacher CLS {list(tc.shape)} differ in shape")
-    pc1, tc1 = pc[:, None], tc[:, None]  # [B, 1, D]: the CLS standardizer has one position
-    return {
-        "cos_patch_raw": F.cosine_similarity(patch_standardizer.destandardize(pp), tp, dim=-1).mean(-1),
-        "cos_cls_raw": F.cosine_similarity(cls_standardizer.destandardize(pc1), tc1, dim=-1)[:, 0],
-        "cos_patch_std": F.cosine_similarity(pp, patch_standardizer.standardize(tp), dim=-1).mean(-1),
-        "cos_cls_std": F.cosine_similarity(pc1, cls_standardizer.standardize(tc1), dim=-1)[:, 0],
-    }
+  {releases.ABLATION_BASELINE}), a hub id or a directory; your own checkpoint needs no preset
+  (--model runs/no-reads/final), though --preset no-reads files it under Table 3's no-reads row"""
 
 
 def reconstruction_step(
     model: Any, teacher: Any, batch: SceneBatch, *, policy: str, num_glimpses: int, seed: int, canvas_grid: int,
-    glimpse_px: int, amp: bool,
+    glimpse_px: int, amp: bool, on_viewpoint: Any = None,
 ) -> dict[str, torch.Tensor]:
-    """{metric: [B, T]} for one batch: the teacher once (fp32), then one rollout with readouts per step."""
-    from .policies import make_policy
-    from .rollout import no_autocast, rollout
+    """{metric: [B, T]} for one batch: the teacher once (fp32), then one rollout with readouts per step
+    (`on_viewpoint(t, viewpoint)` sees each glimpse's viewpoint)."""
+    from ..policies import make_policy
+    from ..rollout import no_autocast, rollout
 
     scenes = batch.scenes
     device = scenes.device
@@ -99,11 +81,10 @@ def reconstruction_step(
     per_t: dict[str, list[torch.Tensor]] = {m: [] for m in METRICS}
     for st in rollout(model.canvit, scenes, pol, num_glimpses=num_glimpses, canvas_grid=canvas_grid,
                       glimpse_px=glimpse_px, amp=amp):
-        with torch.inference_mode(), no_autocast(device):
-            pred_patches = model.predict_teacher_patches(st.state.canvas.float())  # [B, G*G, D_t]
-            pred_cls = model.predict_teacher_cls(st.state.recurrent_cls.float())  # [B, D_t]
-            cos = reconstruction_cosines(pred_patches, pred_cls, feats.patches, feats.cls,
-                                         model.teacher_patch_standardizer, model.teacher_cls_standardizer)
+        if on_viewpoint is not None:
+            on_viewpoint(st.t, st.viewpoint)
+        with torch.inference_mode():
+            cos = model_reconstruction_cosines(model, st.state.canvas, st.state.recurrent_cls, feats.patches, feats.cls)
         for m in METRICS:
             per_t[m].append(cos[m])
     return {m: torch.stack(v, 1) for m, v in per_t.items()}
@@ -116,15 +97,13 @@ ABLATION_BASELINE = releases.ABLATION_BASELINE
 
 def table3_checkpoint(preset: str) -> str:
     """The released checkpoint of a Table 3 row: the ablation baseline for `canvitb16`, else the preset's."""
-    from canvit_model import PRESETS
-
-    return ABLATION_BASELINE if preset == "canvitb16" else PRESETS[preset].hub_repo
+    return releases.table3_row(preset).hub_id
 
 
-def resolve_model(model: str, preset: str | None) -> tuple[str, str, str]:
-    """(checkpoint to load, preset, key name) from `--model` (a preset name = its Table 3 checkpoint, a hub
-    id or a directory) and `--preset`. The flagship release gets the key name `canvitb16-flagship` so it
-    never mixes with Table 3's baseline run."""
+def resolve_model(model: str, preset: str | None) -> tuple[str, str | None, str]:
+    """(checkpoint to load, preset or None, key name) from `--model` (a preset name = its Table 3 checkpoint, a
+    hub id or a directory) and `--preset`. The flagship release gets the key name `canvitb16-flagship` so it
+    never mixes with Table 3's baseline run; a local directory without `--preset` is named by its folder."""
     from canvit_model import PRESETS
 
     flagship = PRESETS["canvitb16"].hub_repo
@@ -143,27 +122,27 @@ def resolve_model(model: str, preset: str | None) -> tuple[str, str, str]:
     for name in PRESETS:
         if table3_checkpoint(name) == model.rstrip("/"):
             return model, name, name
+    if Path(model).expanduser().exists():
+        return model, None, short_name(model)
     raise ValueError(
-        f"--model {model!r} is not a released Table 3 checkpoint: name its preset with --preset "
-        f"(one of {list(PRESETS)})"
+        f"--model {model!r} is neither a local directory nor a released Table 3 checkpoint: name its preset "
+        f"with --preset (one of {list(PRESETS)})"
     )
 
 
 def ade20k_images(data: str, split: str) -> tuple[str, str | None]:
     """ADEChallengeData2016 roots hold images/{training,validation}: point at the images of `split`."""
-    from .in1k import _SPLIT_ALIASES
-
     root = Path(data)
     for base in (root, root / "ADEChallengeData2016"):
-        for name in (split, *_SPLIT_ALIASES.get(split, ())):
+        for name in (split, *SPLIT_ALIASES.get(split, ())):
             if (base / "images" / name).is_dir():
                 return str(base / "images" / name), None
     return data, split
 
 
-def run_key(preset: str, seed: int, policy: str = "r-iid", num_glimpses: int = 10, limit: int | None = None) -> str:
-    """`{preset}-seed{seed}` (canvit-results `reconstruction` key); other policies, horizons and smoke runs
-    (`--limit N`) are suffixed so they never pass for the paper's runs."""
+def run_prefix(preset: str, seed: int, policy: str = "r-iid", num_glimpses: int = 10, limit: int | None = None) -> str:
+    """`{preset}-seed{seed}`, the readable part of a `reconstruction` key (the identity digest follows); other
+    policies, horizons and smoke runs (`--limit N`) are suffixed so they never pass for the paper's runs."""
     key = f"{preset}-seed{seed}"
     if policy != "r-iid":
         key += f"-{policy}"
@@ -174,7 +153,7 @@ def run_key(preset: str, seed: int, policy: str = "r-iid", num_glimpses: int = 1
     return key
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="canvit-eval reconstruction",
         description="Cosine similarity between the canvas' teacher predictions and DINOv3 features per timestep "
@@ -183,41 +162,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--model", required=True, help="CanViT pretraining checkpoint: a preset name (its Table 3 "
                    "checkpoint; canvitb16 = the ablation baseline), a hub id or a directory")
-    p.add_argument("--preset", default=None, help="the checkpoint's preset (canvit_model.PRESETS) if --model is not one")
+    p.add_argument("--preset", default=None, help="the checkpoint's preset (canvit_model.PRESETS): needed for a hub id "
+                   "that is not a Table 3 release; optional for a directory (files the run under that Table 3 row)")
     p.add_argument("--teacher", default=TEACHER, help=f"DINOv3 teacher (hub id or directory; default {TEACHER})")
     add_rollout_args(p, policy="r-iid", glimpses=10, scene=512, grid=32, batch=32)
-    p.add_argument("--key", default=None, help="results key (default {preset}-seed{seed})")
-    args = p.parse_args(argv)
-    check_rollout_args(p, args)
+    p.add_argument("--key", default=None, help="readable results-key prefix (default {preset or folder name}-seed{seed}); "
+                   "the identity digest is appended either way")
+    return p
 
-    from canvit_model import CanViTForPretraining, DINOv3, center_crop_transform
-    from canvit_results import is_complete, provenance, run_paths
 
-    from .inputs import check_checkpoint, local_path, usage_errors
+def plan(p: argparse.ArgumentParser, args: argparse.Namespace, device: torch.device
+         ) -> tuple[RunIdentity, Any, int, str, str | None]:
+    """(identity, source, number of images, checkpoint, preset) of a run: inputs checked, the data listed, the
+    checkpoints digested; nothing loaded."""
+    from ..inputs import check_checkpoint, local_path, usage_errors
 
     try:
         checkpoint, preset, key_name = resolve_model(args.model, args.preset)
     except ValueError as e:
         p.error(str(e))
-    key = args.key or run_key(key_name, args.seed, args.policy, args.glimpses, args.limit)
-    with usage_errors(p, "--key", key):
-        run_paths(args.results, "reconstruction", key)
-    device = pick_device(args.device, parser=p)
-    # The input paths before a complete key is skipped (a typo must not pass as "nothing to do"): local data
-    # is opened, local checkpoints must hold their files; hub ids are checked when loaded.
     with usage_errors(p, "--data", args.data):
-        local_data = local_path(args.data) is not None
+        local_path(args.data)  # a path that is not here and not an owner/name hub id
     data, split = ade20k_images(args.data, args.split)
-    source = open_source(p, data, split, None) if local_data else None
-    with usage_errors(p, "--model", checkpoint):
-        check_checkpoint(checkpoint)
-    with usage_errors(p, "--teacher", args.teacher):
-        check_checkpoint(args.teacher, official=True)
-    if is_complete(args.results, "reconstruction", key):
-        print(f"reconstruction/{key} is complete in the results store; nothing to do")
+    source, split = open_source(p, data, split, None)
+    parts = {}
+    for flag, spec, official in (("--model", checkpoint, False), ("--teacher", args.teacher, True)):
+        with usage_errors(p, flag, spec):
+            check_checkpoint(spec, official=official)
+            parts[flag[2:]] = checkpoint_identity(spec)
+    n = len(source) if args.limit is None else min(args.limit, len(source))
+    parts["data"] = data_identity(source, split, n, args.data)
+    prefix = args.key or run_prefix(key_name, args.seed, args.policy, args.glimpses, args.limit)
+    settings = {**rollout_settings(args, device), "preset": preset}
+    return RunIdentity("reconstruction", key_name, prefix, parts, settings), source, n, checkpoint, preset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_rollout_args(p, args)
+
+    from canvit_model import CanViTForPretraining, DINOv3, center_crop_transform
+    from canvit_results import provenance, run_paths
+
+    from ..inputs import usage_errors
+
+    device = pick_device(args.device, parser=p)
+    ident, source, n, checkpoint, preset = plan(p, args, device)
+    with usage_errors(p, "--key", args.key or ident.prefix):
+        run_paths(args.results, "reconstruction", ident.key)
+    if skip_if_complete(ident, args.results):
         return 0
-    if source is None:
-        source = open_source(p, data, split, None)
+    key = ident.key
     try:
         model = CanViTForPretraining.from_pretrained(checkpoint, map_location=device)
     except (OSError, ValueError) as e:
@@ -237,38 +233,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--model {checkpoint!r} has unfitted teacher standardizers: raw cosines would be meaningless")
 
     transform = functools.partial(center_crop_transform, size=args.scene_size)
-    n = len(source) if args.limit is None else min(args.limit, len(source))
     config = {k: v for k, v in vars(args).items() if k not in ("results", "no_progress", "num_workers", "checkpoint_every")}
     config.update(num_images=n, checkpoint=checkpoint, preset=preset)
+    viewpoints = ViewpointWriter(args.save_viewpoints, args.results, "reconstruction", key) if args.save_viewpoints else None
+    num_batches = -(-n // args.batch_size)
 
     def step(batch: SceneBatch) -> dict[str, torch.Tensor]:
-        return reconstruction_step(model, teacher, batch, policy=args.policy, num_glimpses=args.glimpses,
-                                   seed=args.seed, canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px,
-                                   amp=args.amp)
-
-    from .in1k import scene_batches
+        return image_sums(reconstruction_step(
+            model, teacher, batch, policy=args.policy, num_glimpses=args.glimpses, seed=args.seed,
+            canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px, amp=args.amp,
+            on_viewpoint=viewpoints.recorder(batch, args.glimpses) if viewpoints else None))
 
     t0 = time.time()
-    part = partial_path(args.results, "reconstruction", key)
-    means, count, failed = evaluate_means(
-        lambda start: scene_batches(source, transform, batch_size=args.batch_size, device=device,
-                                    workers=args.num_workers, start_batch=start, limit=n),
-        step, num_batches=-(-n // args.batch_size), partial=part, fingerprint=config, save_every=args.checkpoint_every,
-        progress=not args.no_progress, desc=f"reconstruction {preset}",
-    )
+    means, count, failed = image_means(ident, args, ClassifyItem(source, transform), n, step, device)
     import pandas as pd
 
     table = pd.DataFrame({"t": list(range(args.glimpses)), **{m: means[m] for m in METRICS}})
-    extra = {"model": checkpoint, "preset": preset, "num_glimpses": args.glimpses, "seed": args.seed,
-             "policy": args.policy, "teacher": args.teacher, "scene_size": args.scene_size,
+    extra = {"model": checkpoint, "model_label": ident.label(), "preset": preset, "num_glimpses": args.glimpses,
+             "seed": args.seed, "policy": args.policy, "teacher": args.teacher, "scene_size": args.scene_size,
              "canvas_grid": args.canvas_grid, "glimpse_px": args.glimpse_px, "num_images": count,
              "failed_images": [source.key(i) for i in failed], "data": args.data, "split": args.split,
              "preprocessing": f"resize short side {args.scene_size} + center crop {args.scene_size}",
              "definition": "raw: cos(destandardize(prediction), teacher); std: cos(prediction, standardize(teacher)); "
                            "patch cosines per position, averaged over positions then images"}
+    if viewpoints is not None:
+        extra["viewpoints"] = str(viewpoints.finish(num_batches))
     prov = provenance(config=config, seed=args.seed, checkpoint=checkpoint, device=device,
                       wall_time_s=time.time() - t0, argv=None if argv is None else ["canvit-eval", "reconstruction", *argv])
-    ref = publish(args.results, "reconstruction", key, table, prov, extra, part)
+    ref = publish(args.results, ident, table, prov, extra, partial_path(args.results, "reconstruction", key))
     if ref is None:
         return 0
     last = table.iloc[-1]

@@ -28,7 +28,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -45,29 +44,29 @@ from canvit_model import SegmentationProbe
 from canvit_model import releases
 from canvit_model.io import write_safetensors
 from canvit_model.segmentation import ADE20K_NUM_CLASSES, IGNORE_INDEX
-from canvit_results import atomic_path, provenance
+from canvit_results import atomic_dir, atomic_path, provenance
 
-from ..inputs import check_checkpoint, local_path
-from ..policies import make_policy
-from ..rollout import rollout
 from canvit_results.cli import float_in, output_dir, pick_device
 
-from .common import (
-    check_backbone_args,
+from ..ade20k.common import (
+    DINOV3_HUB,
     bad_input,
+    check_backbone_args,
     check_patch_multiple,
-    batch_generator,
+    confusion_step,
     dinov3_backbone,
     dinov3_feature_grid,
-    evaluate_canvit_batches,
-    evaluate_dinov3_batches,
     load_canvit,
     load_dinov3,
     nonneg_int,
     positive_int,
 )
-from .data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20k
-from .metrics import ConfusionMatrix
+from ..ade20k.data import EvalSet, TrainSet, batch_positions, labels_to_grid, open_ade20k
+from ..ade20k.metrics import ConfusionMatrix
+from ..harness import SEEDING, accumulate, batch_generator, checkpoint_identity, data_identity, scene_batches
+from ..inputs import check_checkpoint, local_path
+from ..policies import make_policy
+from ..rollout import rollout
 
 STATE_NAME = "train_state.safetensors"
 EXAMPLE = f"""example (the c32 probe of Tables 5-6):
@@ -139,8 +138,27 @@ def step_seed(seed: int, step: int) -> int:
 def _config(args: argparse.Namespace) -> dict:
     keep = ("model", "data", "split", "scene_size", "canvas_grid", "glimpse_px", "glimpses", "steps", "batch_size",
             "lr", "weight_decay", "warmup_steps", "warmup_start", "dropout", "num_classes", "seed", "amp", "dinov3",
-            "input_px", "image_column", "mask_column", "photometric")
+            "input_px", "image_column", "mask_column", "photometric", "select", "val_every", "val_glimpses",
+            "val_limit", "val_batch_size", "val_split")
     return {k: getattr(args, k) for k in keep}
+
+
+# Config fields that are paths (the weights and data digests of the identity stand for them).
+PATH_FIELDS = ("model", "data")
+
+
+def probe_differences(recorded: dict, config: dict, identity: dict) -> list[str]:
+    """The settings in which a finished probe's training record differs from this run ("name: probe's vs
+    this run's"); the weights / data digests stand for the paths when the record has them."""
+    now = json.loads(json.dumps(config))
+    rec_cfg, rec_id = recorded.get("config") or {}, recorded.get("identity") or {}
+    skip = PATH_FIELDS if rec_id else ()
+    diffs = [f"{k} {rec_cfg.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(rec_cfg) | set(now))
+             if k not in skip and k in rec_cfg and rec_cfg.get(k) != now.get(k)]
+    for k, what in (("model", "model weights"), ("data", "training data")):
+        if k in rec_id and rec_id[k] != identity[k]:
+            diffs.append(f"{what} {rec_id[k][:12]} vs {identity[k][:12]}")
+    return diffs
 
 
 def save_state(out: Path, probe: SegmentationProbe, opt: torch.optim.Optimizer, step: int, config: dict,
@@ -201,21 +219,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     open_val = functools.partial(open_ade20k, val_data, args.val_split, image_column=args.image_column,
                                  mask_column=args.mask_column)
     with bad_input(prog, "--data", args.data):
-        pairs = open_train() if local_path(args.data) is not None else None
+        pairs = open_train()
     val_pairs = None
     if args.val_every:
         with bad_input(prog, "--val-data", val_data):
             val_pairs = open_val() if local_path(val_data) is not None else None
-    if args.model is not None:
-        with bad_input(prog, "--model", args.model):
-            check_checkpoint(args.model, official=dinov3)
+    model_spec = args.model or DINOV3_HUB.format(backbone=args.dinov3)
+    with bad_input(prog, "--model", model_spec):
+        check_checkpoint(model_spec, official=dinov3)
+        model_id = checkpoint_identity(model_spec)
+    data_id = data_identity(pairs, args.split, len(pairs), args.data)
+    identity = {"model": model_id["digest"], "data": data_id["digest"], "seeding": SEEDING,
+                "paths": {"model": model_id["path"], "data": data_id["path"]}}
     if (out / "probe" / "config.json").is_file():
-        print(f"{out / 'probe'} is complete; nothing to do (delete it to retrain)")
+        recorded = json.loads((out / "probe" / "config.json").read_text(encoding="utf-8")).get("training") or {}
+        diffs = probe_differences(recorded, config, identity)
+        if diffs:
+            parser.error(f"--out {args.out!r} holds a complete probe trained with other settings "
+                         f"(probe's vs this run's): {'; '.join(diffs)}. Use another --out, or delete it to retrain")
+        print(f"{out / 'probe'} is complete (same settings, weights and data); nothing to do")
         return 0
 
-    if pairs is None:
-        with bad_input(prog, "--data", args.data):
-            pairs = open_train()
     if args.val_every and val_pairs is None:
         with bad_input(prog, "--val-data", val_data):
             val_pairs = open_val()
@@ -240,21 +264,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--out {args.out!r}: {e}")
         print(f"resuming {out} at step {start}")
 
-    val_loader = None
-    if val_pairs is not None:
-        val_loader = DataLoader(EvalSet(val_pairs, args.scene_size, limit=args.val_limit),
-                                batch_size=args.val_batch_size or args.batch_size, num_workers=0)
+    val_set = EvalSet(val_pairs, args.scene_size, limit=args.val_limit) if val_pairs is not None else None
     out.mkdir(parents=True, exist_ok=True)
 
     def validate() -> float:
-        cm = ConfusionMatrix(args.num_classes, streams=1 if dinov3 else args.val_glimpses, device=device)
-        batches = ((i, x, y) for i, (x, y) in enumerate(val_loader))
-        if dinov3:
-            evaluate_dinov3_batches(model, probe, batches, cm, input_px=args.input_px, amp=amp, device=device)
-        else:
-            evaluate_canvit_batches(model, probe, batches, cm, policy="f-iid", num_glimpses=args.val_glimpses,
-                                    seed=args.seed, canvas_grid=args.canvas_grid, glimpse_px=args.glimpse_px,
-                                    amp=amp, device=device)
+        """F-IID mIoU at the last of --val-glimpses on the harness loop (same seeding rule as `ade20k`)."""
+        streams = 1 if dinov3 else args.val_glimpses
+        step_fn = confusion_step(model, probe, dinov3=dinov3, num_classes=args.num_classes, input_px=args.input_px,
+                                 policy="f-iid", num_glimpses=streams, seed=args.seed, canvas_grid=args.canvas_grid,
+                                 glimpse_px=args.glimpse_px, amp=amp)
+        vb = args.val_batch_size or args.batch_size
+        totals = accumulate(lambda start: scene_batches(val_set.__getitem__, len(val_set), batch_size=vb, device=device,
+                                                        start_batch=start),
+                            step_fn, num_batches=-(-len(val_set) // vb), progress=False)
+        cm = ConfusionMatrix(args.num_classes, streams=streams)
+        cm.counts = totals.sums["confusion"]
         probe.train()
         return cm.mious()[-1]
 
@@ -281,22 +305,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if done % 50 == 0 or done == args.steps:
             log.write(json.dumps({"step": done, "loss": loss.item(), "lr": lr}) + "\n")
             log.flush()
-        if val_loader is not None and (done % args.val_every == 0 or done == args.steps):
+        if val_set is not None and (done % args.val_every == 0 or done == args.steps):
             miou = validate()
             log.write(json.dumps({"step": done, "val_miou": miou}) + "\n")
             log.flush()
             if best is None or miou > best[0]:
                 best = (miou, done)
-                _publish(probe, out / "best", args, config, t0, device, done, best)
+                _publish(probe, out / "best", args, config, identity, t0, device, done, best)
         if done % args.checkpoint_every == 0 or done == args.steps:
             save_state(out, probe, opt, done, config, best)
     bar.close()
     log.close()
     if args.select == "best-val":
         final = SegmentationProbe.from_pretrained(out / "best")
-        _publish(final, out / "probe", args, config, t0, device, best[1] if best else args.steps, best)
+        _publish(final, out / "probe", args, config, identity, t0, device, best[1] if best else args.steps, best)
     else:
-        _publish(probe, out / "probe", args, config, t0, device, args.steps, best)
+        _publish(probe, out / "probe", args, config, identity, t0, device, args.steps, best)
     if args.select == "best-val" and best:
         kept = f"the best-val probe (val mIoU {100 * best[0]:.2f} at step {best[1]} of {args.steps})"
     else:
@@ -333,24 +357,21 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None 
     return loss / valid
 
 
-def _publish(probe: SegmentationProbe, directory: Path, args, config: dict, t0: float, device, step: int,
-             best) -> None:
-    """Write the probe in the published layout (atomically: into a temp dir, then renamed)."""
+def _publish(probe: SegmentationProbe, directory: Path, args, config: dict, identity: dict, t0: float, device,
+             step: int, best) -> None:
+    """Write the probe in the published layout (atomically: a temp dir swapped into place, `atomic_dir`)."""
     probe_copy = SegmentationProbe(probe.config.embed_dim, probe.config.num_classes, probe.config.dropout,
                                    probe.config.use_ln)
     probe_copy.load_state_dict({k: v.detach().cpu() for k, v in probe.state_dict().items()})
     probe_copy.hub_extra = {
-        "training": {"recipe": "canvit-eval train-probe (paper App. F.2.1)", "config": config, "step": step,
+        "training": {"recipe": "canvit-eval train-probe (paper App. F.2.1)", "config": config, "identity": identity,
+                     "step": step,
                      "select": args.select, "best_val": best,
                      "provenance": provenance(config=config, seed=args.seed, checkpoint=args.model, device=device,
                                               wall_time_s=time.time() - t0, argv=sys.argv)},
     }
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    probe_copy.save_pretrained(tmp)
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    with atomic_dir(directory) as tmp:
+        probe_copy.save_pretrained(tmp)
 
 
 if __name__ == "__main__":
