@@ -260,11 +260,11 @@ def test_cpu_bf16_path_moves_miou_little(env, capsys):
 
     def mious(mode: str) -> list[float]:
         ds = EvalSet(open_ade20k(env["data"], "validation"), 32)
-        batches = ((i, x, y) for i, (x, y) in enumerate(DataLoader(ds, batch_size=8)))
         cm = ConfusionMatrix(NUM_CLASSES, streams=3)
         with cpu_inference(mode):
-            evaluate_canvit_batches(model, probe, batches, cm, policy="c2f", num_glimpses=3, seed=0, canvas_grid=8,
-                                    glimpse_px=16, amp=False, device=torch.device("cpu"))
+            for i, (x, y) in enumerate(DataLoader(ds, batch_size=8)):
+                cm.counts += canvit_confusion(model, probe, x, y, num_classes=NUM_CLASSES, policy="c2f", num_glimpses=3,
+                                              seed=0, batch_index=i, canvas_grid=8, glimpse_px=16, amp=False)
         return cm.mious()
 
     eager, fast, bf16 = mious("eager"), mious("fp32"), mious("bf16")

@@ -6,7 +6,7 @@ at well under half of what oneDNN reaches on prepacked weights, and those GEMMs 
 The rule (one place, `cpu_fast_mode`): the fast path engages only for CPU float32 inputs with autograd
 off (`torch.no_grad()` / `torch.inference_mode()`), the module in `eval()`, autocast off, and not while
 torch.compile / torch.export / jit tracing a graph. Anything else (CUDA, training, gradients, autocast, a
-bf16 model, compiled or exported graphs) runs the plain eager ops, so those numbers never change.
+bf16 model, compiled or exported graphs, FLOP counters) runs the plain eager ops, so those numbers never change.
 
 Modes (`cpu_inference(mode)` context, or `CanViT.precision`):
 - "fp32" (default): fp32 oneDNN GEMMs; equal to eager fp32 to ~1e-6 relative (a different summation order).
@@ -54,9 +54,17 @@ def current_cpu_mode() -> str:
 
 
 def graph_capture() -> bool:
-    """True while torch.compile / torch.export / jit tracing: graphs must see only the plain ops."""
+    """True while torch.compile / torch.export / jit tracing, or under a Python dispatch mode (FLOP
+    counters, fake tensors): graphs and op counters must see only the plain ops."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
+    try:
+        from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+        if is_in_torch_dispatch_mode():
+            return True
+    except ImportError:  # an older torch without the helper
+        pass
     compiler = getattr(torch, "compiler", None)
     if compiler is None:
         return False
