@@ -129,8 +129,10 @@ def main() -> None:
                 o = times[m]
                 rows.append((threads, scene, grid, m, min(o), statistics.median(o), min(r), statistics.median(r),
                              gflop / (min(o) / 1e3) / peak["peak_fp32"], err[m]))
-            print(f"  {threads}T {scene}px/{grid}^2 ({gflop:.2f} GFLOP): reference min {min(r):.1f} ms; "
-                  + ", ".join(f"{m} min {min(times[m]):.1f} ms" for m in args.modes), flush=True)
+            print(f"  {threads}T {scene}px/{grid}^2 ({gflop:.2f} GFLOP): reference min/median {min(r):.1f}/"
+                  f"{statistics.median(r):.1f} ms; " + ", ".join(
+                      f"{m} {min(times[m]):.1f}/{statistics.median(times[m]):.1f} ms (err {err[m]:.1e})"
+                      for m in args.modes), flush=True)
 
     print()
     print("| threads | scene / canvas | mode | ours min ms | ours median ms | ref min ms | ref median ms "
