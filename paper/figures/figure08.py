@@ -50,7 +50,12 @@ def build(out_dir: Path, ctx=None) -> list[Path]:
     raw: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
         dev = r["device"]
-        tag = r["machine"] if dev == "cpu" else f"{r['machine']} {'AMP bf16' if r['precision'] == 'bf16' else 'fp32'}"
+        if dev == "cpu":  # one line per CPU mode: plain fp32, the fp32 fast path, the bf16 fast path
+            mode = t19.CPU_MODE_LABELS.get(r["precision"], r["precision"]) or "fp32 plain"
+            err = f", max rel. diff {float(r['max_rel_diff']):.0e}" if r.get("max_rel_diff") and r["precision"] != "fp32" else ""
+            tag = f"{r['machine']} {mode}{err}"
+        else:
+            tag = f"{r['machine']} {'AMP bf16' if r['precision'] == 'bf16' else 'fp32'}"
         raw[(dev, r["model"], tag)].append((int(r["scene_px"]), float(r["ms"])))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     paper = paper_series()
@@ -67,7 +72,9 @@ def build(out_dir: Path, ctx=None) -> list[Path]:
             for s, v in pts:
                 best[s] = min(v, best.get(s, v))
             xs = sorted(best)
-            ax.plot(xs, [best[s] for s in xs], "-", marker="s", color=COLORS[model],
+            style = {"bf16": "^-", "fast path": "s-"}  # bf16 first: its label also says "fast path"
+            fmt = next((v for k, v in style.items() if k in tag), "o-") if dev == "cpu" else "s-"
+            ax.plot(xs, [best[s] for s in xs], fmt, color=COLORS[model],
                     label=f"{NAMES[model]}, ours: {tag}" + (" (best of measured threads)" if dev == "cpu" else ""))
         if not mine:
             cmd = "canvit-latency --device cuda" if dev == "cuda" else "canvit-latency"
@@ -77,7 +84,7 @@ def build(out_dir: Path, ctx=None) -> list[Path]:
         ax.set_yscale("log")
         ax.set_xlabel("scene side (px); CanViT canvas = scene/16, 128 px glimpse")
         ax.set_ylabel("min latency per forward (ms, B = 1)")
-        ax.set_title(f"({'A' if dev == 'cpu' else 'B'}) {'CPU, fp32 eager' if dev == 'cpu' else 'CUDA, torch.compile'}")
+        ax.set_title(f"({'A' if dev == 'cpu' else 'B'}) {'CPU, eager: plain fp32 / fast paths' if dev == 'cpu' else 'CUDA, torch.compile'}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6.5)
     fig.suptitle("Figure 8: real-time latency, CanViT-B vs DINOv3 ViT-B/16", fontsize=10)

@@ -87,3 +87,28 @@ def test_figure08_builds_png(tmp_path):
     (png,) = _load("figures/figure08.py").build(tmp_path / "out", Context(results=tmp_path / "empty",
                                                                          latency_csvs=[p]))
     assert png.name == "figure08.png" and png.stat().st_size > 10_000
+
+
+def test_table19_cpu_modes_are_rows_with_their_error(tmp_path):
+    """canvit-latency's CPU modes (fp32 plain, fp32-fast, bf16-fast) render as separate rows with the
+    recorded max relative difference vs plain fp32; files without the column show "—"."""
+    from canvit_eval.latency import COLUMNS
+
+    rows = _rows()
+    for precision, err, scale in (("fp32-fast", "4e-07", 0.5), ("bf16-fast", "0.002", 0.3)):
+        for r in _rows():
+            rows.append(r | {"precision": precision, "ms": str(float(r["ms"]) * scale), "max_rel_diff": err})
+    p = tmp_path / "modes.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    (t,) = _load("tables/table19.py").build(Context(results=tmp_path / "empty", latency_csvs=[p]))
+    by = {(r[0], r[1], r[2]): r for r in t.rows}
+    assert by[("ours", "Test CPU (1T)", 512)][9] == "— / —"
+    fast = by[("ours", "Test CPU (1T, fp32 oneDNN fast path)", 512)]
+    assert fast[3] == "111" and fast[9] == "4.0e-07 / 4.0e-07"
+    assert by[("ours", "Test CPU (1T, bf16 fast path)", 512)][9] == "2.0e-03 / 2.0e-03"
+    (png,) = _load("figures/figure08.py").build(tmp_path / "out", Context(results=tmp_path / "empty",
+                                                                         latency_csvs=[p]))
+    assert png.stat().st_size > 10_000

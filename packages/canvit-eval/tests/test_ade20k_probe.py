@@ -246,3 +246,30 @@ def test_validation_and_best_val_selection(env, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         train_probe.main([*argv, "--select", "best-val"])
     assert e.value.code == 2 and "error: --select best-val needs --val-every" in capsys.readouterr().err
+
+
+def test_cpu_bf16_path_moves_miou_little(env, capsys):
+    """The trained tiny probe evaluated with canvit_model.cpu_inference "eager" / "fp32" (fast) / "bf16": the
+    fast fp32 path gives the eager mIoU, bf16 moves it by at most 0.02 (the deltas go to benchmarks/RESULTS.md)."""
+    from canvit_model import cpu_inference
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(BACKBONES, "tiny", TINY)
+        model = CanViTForPretraining.from_pretrained(env["model"])
+        probe = SegmentationProbe.from_pretrained(env["probe"])
+
+    def mious(mode: str) -> list[float]:
+        ds = EvalSet(open_ade20k(env["data"], "validation"), 32)
+        cm = ConfusionMatrix(NUM_CLASSES, streams=3)
+        with cpu_inference(mode):
+            for i, (x, y) in enumerate(DataLoader(ds, batch_size=8)):
+                cm.counts += canvit_confusion(model, probe, x, y, num_classes=NUM_CLASSES, policy="c2f", num_glimpses=3,
+                                              seed=0, batch_index=i, canvas_grid=8, glimpse_px=16, amp=False)
+        return cm.mious()
+
+    eager, fast, bf16 = mious("eager"), mious("fp32"), mious("bf16")
+    with capsys.disabled():
+        print(f"\nADE20K tiny fixture mIoU per glimpse: eager {eager}, fp32 fast {fast}, bf16 {bf16}; "
+              f"max |bf16 - fp32| = {max(abs(a - b) for a, b in zip(bf16, fast)):.4f}")
+    assert fast == pytest.approx(eager, abs=1e-3)
+    assert max(abs(a - b) for a, b in zip(bf16, fast)) <= 0.02

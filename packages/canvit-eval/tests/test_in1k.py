@@ -115,6 +115,26 @@ def test_topk_matches_a_per_timestep_hand_loop(setup, only_key):
     assert not (setup / "results" / ".partial" / "in1k" / f"{key}.predictions").exists()
     assert len(set(top5)) > 1 or len(set(top1)) > 1 or 0 < top5[0] < 1  # the metric is not degenerate
 
+    # the same loop through canvit_model.cpu_inference "bf16": top-1 moves by at most one image in ten
+    from canvit_model import cpu_inference
+
+    def loop_top1(mode: str) -> tuple[list[float], torch.Tensor]:
+        pol = make_policy("r-iid", batch_size=N_IMAGES, num_glimpses=3, generator=in1k.batch_generator(7, 0))
+        with cpu_inference(mode), torch.inference_mode():
+            state, acc = clf.init_state(N_IMAGES, 4), []
+            for t in range(3):
+                vp = pol.next(t)
+                out = clf(sample_at_viewpoint(scenes, vp, 32), state, vp)
+                state = out.state
+                acc.append((out.logits.argmax(-1) == labels).float().mean().item())
+        return acc, state.canvas
+
+    (fast, canvas32), (bf16, canvas16) = loop_top1("fp32"), loop_top1("bf16")
+    assert fast == pytest.approx(top1)
+    assert canvas16.dtype == torch.float32 and not torch.equal(canvas16, canvas32)  # bf16 really ran
+    print(f"IN1k tiny fixture top-1 per glimpse: fp32 {fast}, bf16 {bf16}")
+    assert max(abs(a - b) for a, b in zip(bf16, fast)) <= 0.1 + 1e-9
+
 
 def test_resumes_from_partial_sums_and_skips_complete(setup, capsys, only_key):
     save_linear_probe(setup / "probe", torch.randn(N_CLASSES, TEACHER_DIM), torch.zeros(N_CLASSES))

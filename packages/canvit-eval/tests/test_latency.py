@@ -14,7 +14,7 @@ from canvit_eval import latency
 def test_cli_writes_tidy_csv_and_resumes(tmp_path):
     out = tmp_path / "lat.csv"
     cmd = [sys.executable, "-m", "canvit_eval.latency", "--models", "canvit-b", "--scenes", "128",
-           "--threads", "1", "--budget-s", "0.05", "--min-iters", "2", "--warmup", "1", "--out", str(out)]
+           "--threads", "1", "--precisions", "fp32", "--budget-s", "0.05", "--min-iters", "2", "--warmup", "1", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "[1/1] canvit-b scene 128 px (canvas 8², 128 px glimpse), cpu 1T fp32 eager" in r.stdout
@@ -30,6 +30,7 @@ def test_cli_writes_tidy_csv_and_resumes(tmp_path):
     assert (r0["scene_px"], r0["grid"], r0["glimpse_px"], r0["pass"], r0["peak_mem_mib"]) == ("128", "8", "128", "1", "")
     assert r0["machine"] == latency.cpu_name() and r0["torch"] and r0["date"] and r0["seed"] == "42"
     assert all(float(r["ms"]) > 0 for r in rows)
+    assert float(r0["max_rel_diff"]) == 0.0  # plain fp32 against itself
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
@@ -47,6 +48,28 @@ def test_run_config_in_process_dinov3():
     finally:
         torch.set_num_threads(threads)
     assert len(res["ms"]) == 3 and res["peak_mem_mib"] is None and res["threads"] == 1
+    assert res["max_rel_diff"] == 0.0
+
+
+@pytest.mark.parametrize("precision,low,high", [("fp32-fast", 0.0, 1e-5), ("bf16-fast", 1e-4, 5e-2)])
+def test_cpu_fast_modes_record_their_error(precision, low, high):
+    cfg = latency.Config(model="canvit-b", scene_px=32, device="cpu", threads=1, precision=precision,
+                         compiled=False, pass_index=1, glimpse_px=32)
+    threads = torch.get_num_threads()
+    try:
+        res = latency.run_config(cfg, seed=0, warmup=0, budget_s=0.0, min_iters=1, max_iters=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert low <= res["max_rel_diff"] <= high, res["max_rel_diff"]
+
+
+def test_appends_to_a_file_written_before_max_rel_diff(tmp_path):
+    legacy = tmp_path / "old.csv"
+    legacy.write_text(",".join(latency.LEGACY_COLUMNS) + "\n")
+    latency.append_rows(legacy, [{c: "1" for c in latency.COLUMNS}])
+    with open(legacy, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == latency.LEGACY_COLUMNS and len(list(reader)) == 1
 
 
 def test_plan_is_seeded_and_covers_the_grid():
@@ -54,7 +77,8 @@ def test_plan_is_seeded_and_covers_the_grid():
         device="cpu", scenes=None, precisions=None, threads=None, compile="auto", models=list(latency.MODELS),
         passes=2, glimpse_px=128, seed=42)
     a, b = latency.plan(args), latency.plan(args)
-    assert a == b and len(a) == 2 * 4 * 2 * 2
+    assert a == b and len(a) == 2 * 4 * 2 * 2 * 3
+    assert {c.precision for c in a} == {"fp32", "fp32-fast", "bf16-fast"}
     assert {c.scene_px for c in a} == {128, 256, 512, 1024} and not any(c.compiled for c in a)
     args.device = "cuda"
     cuda = latency.plan(args)
@@ -83,6 +107,7 @@ def test_rejects_bad_scene(capsys):
         (["--scenes", "100"], "--scenes"),
         (["--threads", "two"], "--threads"),
         (["--key", "a/b"], "--key"),
+        (["--device", "cuda", "--precisions", "bf16-fast"], "--precisions bf16-fast is a CPU mode"),
     ],
 )
 def test_every_argument_is_validated_with_one_clear_message(argv, needle, capsys, tmp_path):
@@ -98,7 +123,8 @@ def test_out_must_be_writable_and_ours(tmp_path, capsys):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(SystemExit):
         latency.main(["--out", str(tmp_path / "dir.csv"), "--dry-run"])
-    assert "is a directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a folder, not a file" in err, err
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit):
@@ -108,12 +134,12 @@ def test_out_must_be_writable_and_ours(tmp_path, capsys):
     blocker.write_text("x")
     with pytest.raises(SystemExit):
         latency.main(["--out", str(blocker / "sub" / "lat.csv"), "--dry-run"])
-    assert "not a directory" in capsys.readouterr().err
+    assert "is a file, so nothing can be created under it" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan_and_an_estimate(tmp_path, capsys):
     assert latency.main(["--results", str(tmp_path), "--key", "k", "--budget-s", "10", "--threads", "1",
-                         "--dry-run"]) == 0
+                         "--precisions", "fp32", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("  canvit-b") == 4 and out.count("  dinov3-b") == 4
     # 8 configurations x (10 s budget + 6 s start-up + 3 warm-ups x 0.5 s) = 140 s
@@ -126,7 +152,8 @@ def test_default_goes_to_the_results_store_not_the_source_tree(tmp_path, monkeyp
     from canvit_results import is_complete, load_runs, read_meta
 
     monkeypatch.chdir(tmp_path)
-    argv = ["--models", "dinov3-b", "--scenes", "32", "--threads", "1", "--budget-s", "0", "--min-iters", "2",
+    argv = ["--models", "dinov3-b", "--scenes", "32", "--threads", "1", "--precisions", "fp32", "--budget-s", "0",
+            "--min-iters", "2",
             "--warmup", "0", "--key", "test-run"]
     assert latency.main(argv) == 0
     assert is_complete(tmp_path / "results", "latency", "test-run")

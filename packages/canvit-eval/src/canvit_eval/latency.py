@@ -10,9 +10,14 @@ The paper's protocol (Appendix I.1), which this follows:
   budget is spent (paper: 30 s CPU, 60 s CUDA), at least --min-iters and at most --max-iters;
 * every (model, scene, threads, precision, pass) configuration runs in a fresh Python process, the
   configurations in a seeded random order;
-* CPU: fp32, eager, at several `torch.set_num_threads` values; CUDA: fp32 and AMP bf16 (weights
-  fp32, `torch.autocast`), `torch.compile`d; CUDA peak memory = `torch.cuda.max_memory_allocated`
-  over the timed calls, the counter reset after warm-up.
+* CPU: eager, at several `torch.set_num_threads` values, in three modes (`--precisions`): "fp32" =
+  the plain fp32 ops (the paper's setting, `canvit_model.cpu_inference("eager")`), "fp32-fast" = the
+  oneDNN fast path (canvit-model's CPU default), "bf16-fast" = its opt-in bf16 variant (bf16 linears;
+  canvas, RoPE, VPE, LayerNorm and residuals fp32); CUDA: fp32 and AMP bf16 (weights fp32,
+  `torch.autocast`), `torch.compile`d; CUDA peak memory = `torch.cuda.max_memory_allocated` over the
+  timed calls, the counter reset after warm-up;
+* every configuration also records its error: max |out - out_fp32| / max |out_fp32| of the output (the
+  canvas for CanViT, all tokens for DINOv3) against the plain fp32 eager forward, same weights and inputs.
 
 Every timed call becomes one row of a tidy table, appended one finished configuration at a time.
 By default the run goes to the results store as kind `latency`, key `<host>-<date>` (`--results DIR`,
@@ -56,7 +61,7 @@ COLUMNS = [
     "machine",  # CPU model name (/proc/cpuinfo) or GPU name
     "device",  # cpu | cuda
     "threads",  # torch.get_num_threads() in the worker
-    "precision",  # fp32 | bf16 (AMP autocast, weights fp32)
+    "precision",  # fp32 (plain ops) | fp32-fast | bf16-fast (CPU fast paths) | bf16 (AMP autocast, weights fp32)
     "compiled",  # 1 = torch.compile, 0 = eager
     "model",  # canvit-b | dinov3-b
     "scene_px",  # scene side in px
@@ -72,7 +77,13 @@ COLUMNS = [
     "loadavg1",  # 1-minute load average when the configuration started (contention check)
     "budget_s",
     "seed",
+    "max_rel_diff",  # the output's max relative difference to the plain fp32 eager forward (same inputs)
 ]
+LEGACY_COLUMNS = COLUMNS[:-1]  # files written before max_rel_diff existed: appended to in their own layout
+# --precisions values -> (canvit_model.cpu_inference mode, autocast bf16?)
+PRECISIONS = {"fp32": ("eager", False), "fp32-fast": ("fp32", False), "bf16-fast": ("bf16", False),
+              "bf16": ("eager", True)}
+CPU_ONLY_PRECISIONS = ("fp32-fast", "bf16-fast")
 KEY = ("machine", "device", "threads", "precision", "compiled", "model", "scene_px", "glimpse_px", "pass")
 
 
@@ -134,10 +145,11 @@ def _sync(device: str) -> None:
 
 
 def make_call(cfg: Config, seed: int):
-    """Build the model (random weights) and inputs; return the zero-argument timed call."""
+    """Build the model (random weights) and inputs; return the zero-argument timed call and the plain
+    fp32 eager call on the same weights and inputs (the reference of `max_rel_diff`)."""
     import torch
 
-    from canvit_model import DINOv3, CanViT, CanViTConfig, Viewpoint
+    from canvit_model import DINOv3, CanViT, CanViTConfig, Viewpoint, cpu_inference
 
     torch.manual_seed(seed)
     dev = torch.device(cfg.device)
@@ -148,30 +160,34 @@ def make_call(cfg: Config, seed: int):
         grid = cfg.grid
         fwd = torch.compile(model) if cfg.compiled else model
 
-        def call():
+        def call(f=fwd):
             state = model.init_state(batch_size=1, canvas_grid_size=grid)
-            return fwd(glimpse, state, viewpoint).state.canvas
+            return f(glimpse, state, viewpoint).state.canvas
 
     elif cfg.model == "dinov3-b":
         model = DINOv3("vitb16").eval().to(dev)
         images = torch.randn(1, 3, cfg.scene_px, cfg.scene_px, device=dev)
         fwd = torch.compile(model) if cfg.compiled else model
 
-        def call():
-            return fwd(images)
+        def call(f=fwd):
+            return f(images)
 
     else:
         raise ValueError(f"unknown model {cfg.model!r}; valid: {MODELS}")
 
-    if cfg.precision == "bf16":
-        def timed():
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
-                return call()
-    elif cfg.precision == "fp32":
-        timed = call
-    else:
-        raise ValueError(f"unknown precision {cfg.precision!r}; valid: fp32, bf16")
-    return timed
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
+    mode, autocast = PRECISIONS[cfg.precision]
+
+    def timed():
+        with cpu_inference(mode), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=autocast):
+            return call()
+
+    def reference():
+        with cpu_inference("eager"):
+            return call(model)
+
+    return timed, reference
 
 
 def run_config(cfg: Config, *, seed: int, warmup: int, budget_s: float, min_iters: int, max_iters: int) -> dict:
@@ -181,10 +197,12 @@ def run_config(cfg: Config, *, seed: int, warmup: int, budget_s: float, min_iter
     torch.set_num_threads(cfg.threads)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch.cuda.is_available() is False")
-    call = make_call(cfg, seed)
+    call, reference = make_call(cfg, seed)
     times: list[float] = []
     peak = None
     with torch.inference_mode():
+        out, ref = call().float(), reference().float()
+        err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
         for _ in range(warmup):
             _sync(cfg.device)
             call()
@@ -207,6 +225,7 @@ def run_config(cfg: Config, *, seed: int, warmup: int, budget_s: float, min_iter
         "threads": torch.get_num_threads(),
         "machine": machine_name(cfg.device),
         "torch": torch.__version__,
+        "max_rel_diff": err,
     }
 
 
@@ -251,7 +270,7 @@ def check_header(path: Path) -> None:
     if path.exists() and path.stat().st_size > 0:
         with open(path, newline="", encoding="utf-8") as f:
             header = next(csv.reader(f), None)
-        if header != COLUMNS:
+        if header not in (COLUMNS, LEGACY_COLUMNS):
             raise ValueError(f"{path} has columns {header}; expected the canvit-latency columns {COLUMNS}")
 
 
@@ -260,10 +279,14 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     check_header(path)
+    header = COLUMNS
+    if not new:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f))
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n", extrasaction="ignore")
     if new:
         w.writeheader()
     w.writerows(rows)
@@ -276,7 +299,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 def plan(args: argparse.Namespace) -> list[Config]:
     cuda = args.device == "cuda"
     scenes = args.scenes or (CUDA_SCENES if cuda else CPU_SCENES)
-    precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32"])
+    precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32", "fp32-fast", "bf16-fast"])
     threads = args.threads or ([torch_threads_default()] if cuda else [1, 2])
     compiled = {"auto": cuda, "on": True, "off": False}[args.compile]
     configs = [
@@ -364,6 +387,10 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--glimpse-px must be a positive multiple of the patch size {PATCH}, got {args.glimpse_px}")
     if args.budget_s is not None and not (args.budget_s >= 0 and args.budget_s != float("inf")):
         ap.error(f"--budget-s must be a finite number of seconds >= 0, got {args.budget_s}")
+    if args.device != "cpu":
+        for p in args.precisions or []:
+            if p in CPU_ONLY_PRECISIONS:
+                ap.error(f"--precisions {p} is a CPU mode; with --device {args.device} use fp32 or bf16")
     positive_int("--warmup", args.warmup, 0)
     positive_int("--passes", args.passes, 1)
     positive_int("--min-iters", args.min_iters, 1)
@@ -413,8 +440,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{' '.join(map(str, CUDA_SCENES))} on cuda)")
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
                     help="torch.set_num_threads values, >= 1 (default: 1 2 on cpu; os.cpu_count() on cuda)")
-    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
-                    help="fp32 and/or bf16 (AMP autocast, fp32 weights) (default: fp32 on cpu, both on cuda)")
+    ap.add_argument("--precisions", nargs="+", choices=list(PRECISIONS),
+                    help="fp32 (plain fp32 ops), fp32-fast / bf16-fast (canvit-model's CPU fast paths, cpu only), "
+                         "bf16 (AMP autocast, fp32 weights) (default: fp32 fp32-fast bf16-fast on cpu, "
+                         "fp32 bf16 on cuda)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="torch.compile the model: auto = on for cuda, off (eager) for cpu, as the paper")
     ap.add_argument("--budget-s", type=float, default=None,
@@ -492,13 +521,14 @@ def main(argv: list[str] | None = None) -> int:
             "peak_mem_mib": "" if res["peak_mem_mib"] is None else f"{res['peak_mem_mib']:.1f}",
             "torch": res["torch"], "date": date, "host": host,
             "loadavg1": "" if load is None else f"{load:.2f}", "budget_s": f"{args.budget_s:g}", "seed": args.seed,
+            "max_rel_diff": f"{res['max_rel_diff']:.3g}",
         } for it, t in enumerate(ms)]
         append_rows(out, rows)
         mem = f", peak {res['peak_mem_mib']:.0f} MiB" if res["peak_mem_mib"] is not None else ""
         busy = load is not None and load > (os.cpu_count() or 1) + 0.5
         warn = f" [1-min load {load:.1f} > {os.cpu_count()} cores: timings may be contended]" if busy else ""
         print(f"[{i}/{len(todo)}] {cfg.label()}: {len(ms)} calls, min {min(ms):.2f} ms, "
-              f"median {statistics.median(ms):.2f} ms{mem} ({time.perf_counter() - t0:.1f} s){warn}", flush=True)
+              f"median {statistics.median(ms):.2f} ms{mem}, max rel diff vs fp32 {res['max_rel_diff']:.1e} ({time.perf_counter() - t0:.1f} s){warn}", flush=True)
     if ref is not None:
         finish_store_run(args, ref, machine, time.perf_counter() - started)
     print(f"wrote {out}")

@@ -24,14 +24,15 @@ from torch import nn
 
 from ._pytree import register_dataclass
 from .config import CanViTConfig
-from .geometry import Viewpoint, grid_coords
+from .geometry import Viewpoint
 from .convert import parse_pretraining_config, rename_v01_key
 from .hub import MODEL_CARD, PushToHubMixin
 from .io import CONFIG_NAME, WEIGHTS_NAME, check_load_options, load_checked, read_json, read_safetensors
 from .io import resolve_files, save_atomic
 from .layers.canvas_attention import CanvasRead, CanvasWrite
+from .layers.fast import CpuMode, check_cpu_mode, cpu_inference, current_cpu_mode
 from .layers.heads import PositionStandardizer, Readout
-from .layers.rope import rope_periods, rope_tables, unsqueeze_heads
+from .layers.rope import grid_rope_tables, rope_periods, rope_tables, unsqueeze_heads
 from .layers.vit import ViT
 from .layers.vpe import ViewpointEncoding
 from .presets import preset
@@ -107,6 +108,18 @@ class CanViT(nn.Module):
         """The architecture (canvit-pytorch's name; `cfg` is the same object)."""
         return self.cfg
 
+    @property
+    def precision(self) -> CpuMode | None:
+        """CPU inference mode of this model's forward: "fp32" (oneDNN fast path, same numbers to ~1e-6),
+        "bf16" (opt-in: bf16 linears, canvas / RoPE / VPE / LayerNorm / residuals fp32), "eager", or None
+        (default: follow `canvit_model.cpu_inference`, itself "fp32"). Only CPU float32 inference without
+        autograd in eval() is affected; see canvit_model.layers.fast for the rule."""
+        return self.__dict__.get("_precision")
+
+    @precision.setter
+    def precision(self, mode: CpuMode | None) -> None:
+        self.__dict__["_precision"] = None if mode is None else check_cpu_mode(mode)
+
     @classmethod
     def from_preset(cls, name: str) -> CanViT:
         """A randomly initialised CanViT of a named preset (`canvit_model.PRESETS`: CanViT-B, Table 3 rows)."""
@@ -172,6 +185,9 @@ class CanViT(nn.Module):
         canvas_grid_size: int | None = None,
     ) -> CanViTOutput:
         """Process one glimpse [B, 3, g*p, g*p] seen from `viewpoint`; returns the updated state."""
+        if self.precision is not None and current_cpu_mode() != self.precision:
+            with cpu_inference(self.precision):  # the model's own CPU inference mode (see `precision`)
+                return self.forward(glimpse, state, viewpoint, canvas_grid_size)
         cfg = self.cfg
         b, grid = self._check_inputs(glimpse, state, viewpoint, canvas_grid_size)
         glimpse, state = self._cast_inputs(glimpse, state)
@@ -181,11 +197,12 @@ class CanViT(nn.Module):
 
         # Scene-relative positions (float32): glimpse patches move with the viewpoint, the canvas is fixed.
         local_pos = viewpoint.positions(g)  # [B, g*g, 2]
-        canvas_pos = grid_coords(grid, device=glimpse.device).reshape(grid * grid, 2)  # [G*G, 2]
         canvas_periods = rope_periods(cfg.canvas_head_dim, cfg.backbone.rope_base, device=glimpse.device)
         backbone_rope = self.backbone.rope(local_pos, n_prefix)
         local_rope = unsqueeze_heads(rope_tables(local_pos, canvas_periods, n_prefix))
-        canvas_rope = rope_tables(canvas_pos, canvas_periods, cfg.num_canvas_registers)
+        canvas_rope = grid_rope_tables(
+            grid, cfg.canvas_head_dim, cfg.backbone.rope_base, cfg.num_canvas_registers, glimpse.device
+        )  # [R + G*G, hd], cached per grid size
 
         patches = self.backbone.patch_embed(glimpse)  # [B, g*g, D]
         tokens = [state.recurrent_cls, self.backbone_registers.expand(b, -1, -1), patches]
@@ -204,7 +221,9 @@ class CanViT(nn.Module):
 
         cls_index = int(cfg.enable_vpe)
         return CanViTOutput(
-            state=RecurrentState(canvas=canvas, recurrent_cls=x[:, cls_index : cls_index + 1]),
+            # a standard-strided copy: a [B, 1, D] view of x would change strides between glimpses
+            state=RecurrentState(canvas=canvas, recurrent_cls=x[:, cls_index : cls_index + 1].clone(
+                memory_format=torch.contiguous_format)),
             glimpse_patches=x[:, n_prefix:],
             vpe=x[:, 0] if cfg.enable_vpe else None,
         )
@@ -328,6 +347,15 @@ class CanViTForPretraining(PushToHubMixin, nn.Module):
     @property
     def cfg(self) -> CanViTConfig:
         return self.canvit_config
+
+    @property
+    def precision(self) -> CpuMode | None:
+        """The CPU inference mode of the CanViT forward (`CanViT.precision`)."""
+        return self.canvit.precision
+
+    @precision.setter
+    def precision(self, mode: CpuMode | None) -> None:
+        self.canvit.precision = mode
 
     @classmethod
     def from_preset(cls, name: str, *, teacher_dim: int = 768, teacher_patch_grid: int = 32) -> CanViTForPretraining:

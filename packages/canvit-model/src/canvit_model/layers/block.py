@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ViTConfig
+from .fast import FastLinear
 from .rope import Rope, apply_rope
 
 
@@ -29,8 +30,8 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = FastLinear(dim, hidden)
+        self.fc2 = FastLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
@@ -41,9 +42,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden)
-        self.w2 = nn.Linear(dim, hidden)
-        self.w3 = nn.Linear(hidden, dim)
+        self.w1 = FastLinear(dim, hidden)
+        self.w2 = FastLinear(dim, hidden)
+        self.w3 = FastLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w3(F.silu(self.w1(x)) * self.w2(x))
@@ -54,15 +55,15 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = FastLinear(dim, 3 * dim)
+        self.proj = FastLinear(dim, dim)
         mask = torch.ones(3 * dim)
         mask[dim : 2 * dim] = 0  # the key bias never contributes
         self.register_buffer("k_bias_mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor, rope: Rope | None) -> torch.Tensor:
         b, n, d = x.shape  # [B, N, D]
-        qkv = F.linear(x, self.qkv.weight, self.qkv.bias * self.k_bias_mask)
+        qkv = self.qkv(x, bias=self.qkv.bias * self.k_bias_mask)  # [B, N, 3D]
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [B, h, N, hd]
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)

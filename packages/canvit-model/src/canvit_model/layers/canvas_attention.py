@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast import FastLinear, cpu_fast_mode
 from .rope import Rope, apply_rope
 
 
@@ -25,7 +26,15 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * hd)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, training: bool) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd)) v for q [B, h, Nq, hd], k and v [B, h, Nk, hd].
+
+    CPU inference (`cpu_fast_mode`): two plain GEMMs around a softmax, which run the canvas-sized
+    products far faster than the fused kernel's small fp32 blocks. Everywhere else: SDPA.
+    """
+    if cpu_fast_mode(q, training) is not None and k.dtype == v.dtype == q.dtype:
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # [B, h, Nq, Nk]
+        return torch.matmul(scores.softmax(dim=-1), v)  # [B, h, Nq, hd]
     # K/V follow Q's dtype: under autocast the canvas side is float32 while Q comes out of a Linear.
     return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
 
@@ -38,10 +47,10 @@ class CanvasRead(nn.Module):
         self.num_heads = num_heads
         self.ln_q = nn.LayerNorm(local_dim, eps=eps)
         self.ln_kv = nn.LayerNorm(canvas_dim, eps=eps)
-        self.q_map = nn.Linear(local_dim, canvas_dim)
-        self.o_map = nn.Linear(canvas_dim, local_dim)
-        self.k_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
-        self.v_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+        self.q_map = FastLinear(local_dim, canvas_dim)
+        self.o_map = FastLinear(canvas_dim, local_dim)
+        self.k_map = FastLinear(canvas_dim, canvas_dim) if qkvo else None
+        self.v_map = FastLinear(canvas_dim, canvas_dim) if qkvo else None
 
     def forward(self, local: torch.Tensor, canvas: torch.Tensor, local_rope: Rope, canvas_rope: Rope) -> torch.Tensor:
         h = self.num_heads
@@ -49,7 +58,7 @@ class CanvasRead(nn.Module):
         kv = self.ln_kv(canvas)  # [B, Nc, Dc]
         k = split_heads(self.k_map(kv) if self.k_map is not None else kv, h)
         v = split_heads(self.v_map(kv) if self.v_map is not None else kv, h)
-        out = _attend(q, apply_rope(k, canvas_rope), v)  # [B, h, Nl, hd]
+        out = _attend(q, apply_rope(k, canvas_rope), v, self.training)  # [B, h, Nl, hd]
         return self.o_map(merge_heads(out))
 
 
@@ -61,10 +70,10 @@ class CanvasWrite(nn.Module):
         self.num_heads = num_heads
         self.ln_q = nn.LayerNorm(canvas_dim, eps=eps)
         self.ln_kv = nn.LayerNorm(local_dim, eps=eps)
-        self.k_map = nn.Linear(local_dim, canvas_dim)
-        self.v_map = nn.Linear(local_dim, canvas_dim)
-        self.q_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
-        self.o_map = nn.Linear(canvas_dim, canvas_dim) if qkvo else None
+        self.k_map = FastLinear(local_dim, canvas_dim)
+        self.v_map = FastLinear(local_dim, canvas_dim)
+        self.q_map = FastLinear(canvas_dim, canvas_dim) if qkvo else None
+        self.o_map = FastLinear(canvas_dim, canvas_dim) if qkvo else None
 
     def forward(self, canvas: torch.Tensor, local: torch.Tensor, canvas_rope: Rope, local_rope: Rope) -> torch.Tensor:
         h = self.num_heads
@@ -73,5 +82,5 @@ class CanvasWrite(nn.Module):
         kv = self.ln_kv(local)  # [B, Nl, Dl]
         k = apply_rope(split_heads(self.k_map(kv), h), local_rope)
         v = split_heads(self.v_map(kv), h)
-        out = merge_heads(_attend(q, k, v))  # [B, Nc, Dc]
+        out = merge_heads(_attend(q, k, v, self.training))  # [B, Nc, Dc]
         return self.o_map(out) if self.o_map is not None else out

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .fast import FastLinear
+
 STANDARDIZER_EPS = 1e-6
 
 
@@ -16,7 +18,7 @@ class Readout(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_dim, eps=eps)
-        self.proj = nn.Linear(in_dim, out_dim)
+        self.proj = FastLinear(in_dim, out_dim)
         nn.init.constant_(self.norm.weight, 1 / math.sqrt(in_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

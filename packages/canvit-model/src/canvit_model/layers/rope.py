@@ -8,10 +8,13 @@ Everything here is float32 regardless of autocast (paper D.3).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import torch
+
+from ..geometry import grid_coords
 
 
 def rope_periods(head_dim: int, base: float = 100.0, device: torch.device | str | None = None) -> torch.Tensor:
@@ -21,7 +24,10 @@ def rope_periods(head_dim: int, base: float = 100.0, device: torch.device | str 
 
 
 class Rope(NamedTuple):
-    """cos/sin tables [..., N_total, hd] covering every token; prefix rows are (1, 0): no rotation."""
+    """cos/sin tables [..., N_total, hd] covering every token; prefix rows are (1, 0): no rotation.
+
+    `sin` carries the rotate-half sign: its first half is -sin, so rotating is x cos + swap_halves(x) sin
+    with no negation of x (same bits as negating x: (-a) b == a (-b) exactly)."""
 
     cos: torch.Tensor
     sin: torch.Tensor
@@ -39,7 +45,34 @@ def rope_tables(positions: torch.Tensor, periods: torch.Tensor, num_prefix: int)
             shape = (*cos.shape[:-2], num_prefix, cos.shape[-1])
             cos = torch.cat([cos.new_ones(shape), cos], dim=-2)
             sin = torch.cat([sin.new_zeros(shape), sin], dim=-2)
+        half = sin.shape[-1] // 2
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # the rotate-half sign, folded in
     return Rope(cos, sin)
+
+
+def grid_rope_tables(grid: int, head_dim: int, base: float, num_prefix: int, device: torch.device) -> Rope:
+    """Tables for [num_prefix tokens, a fixed grid x grid canvas] ([N_total, hd]), cached per grid size.
+
+    The canvas never moves, so its tables are the same every glimpse: built once (same bits as
+    `rope_tables`), as ordinary constants even when first asked for inside `torch.inference_mode()`.
+    While torch.compile / torch.export trace, they are computed in the graph instead.
+    """
+    from .fast import graph_capture
+
+    if graph_capture():
+        return _grid_rope_tables(grid, head_dim, base, num_prefix, device)
+    return _cached_grid_rope_tables(grid, head_dim, base, num_prefix, torch.device(device))
+
+
+def _grid_rope_tables(grid: int, head_dim: int, base: float, num_prefix: int, device: torch.device) -> Rope:
+    positions = grid_coords(grid, device=device).reshape(grid * grid, 2)  # [G*G, 2]
+    return rope_tables(positions, rope_periods(head_dim, base, device=device), num_prefix)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_grid_rope_tables(grid: int, head_dim: int, base: float, num_prefix: int, device: torch.device) -> Rope:
+    with torch.inference_mode(False), torch.no_grad():
+        return _grid_rope_tables(grid, head_dim, base, num_prefix, device)
 
 
 def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
@@ -47,12 +80,11 @@ def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = x.float()
         half = xf.shape[-1] // 2
-        rotated = torch.cat([xf[..., half:], xf[..., :half]], dim=-1)
-        rotated[..., :half].neg_()  # rotated = cat(-x2, x1), a fresh tensor: in place is safe
-        if torch.broadcast_shapes(rotated.shape, rope.sin.shape) == rotated.shape:
-            out = rotated.mul_(rope.sin).addcmul_(xf, rope.cos)  # x cos + rot(x) sin, no extra temporaries
+        swapped = torch.cat([xf[..., half:], xf[..., :half]], dim=-1)  # (x2, x1); the sign lives in rope.sin
+        if torch.broadcast_shapes(swapped.shape, rope.sin.shape) == swapped.shape:
+            out = torch.addcmul(swapped * rope.sin, xf, rope.cos)  # rot(x) sin + x cos, as one fused op
         else:  # tables broadcast x up (e.g. x [1, ...] with [B, ...] tables)
-            out = xf * rope.cos + rotated * rope.sin
+            out = xf * rope.cos + swapped * rope.sin
     return out.to(x.dtype)
 
 

@@ -1,0 +1,144 @@
+"""The CPU inference fast path: oneDNN linears on weights packed once, and its opt-in bf16 variant.
+
+Why: on CPUs where MKL takes its generic path (AMD EPYC here), `F.linear` runs the glimpse-shaped GEMMs
+at well under half of what oneDNN reaches on prepacked weights, and those GEMMs are most of a glimpse.
+
+The rule (one place, `cpu_fast_mode`): the fast path engages only for CPU float32 inputs with autograd
+off (`torch.no_grad()` / `torch.inference_mode()`), the module in `eval()`, autocast off, and not while
+torch.compile / torch.export / jit tracing a graph. Anything else (CUDA, training, gradients, autocast, a
+bf16 model, compiled or exported graphs, FLOP counters) runs the plain eager ops, so those numbers never change.
+
+Modes (`cpu_inference(mode)` context, or `CanViT.precision`):
+- "fp32" (default): fp32 oneDNN GEMMs; equal to eager fp32 to ~1e-6 relative (a different summation order).
+- "bf16" (opt-in): the linears' weights packed in bfloat16 and their inputs rounded to bfloat16; canvas,
+  coordinates, RoPE, VPE, LayerNorm, attention and the residual stream stay float32 (paper D.3).
+- "eager": never take the fast path (today's eager fp32 numbers exactly).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CpuMode = Literal["eager", "fp32", "bf16"]
+CPU_MODES: tuple[str, ...] = ("eager", "fp32", "bf16")
+
+_MODE: ContextVar[str] = ContextVar("canvit_cpu_inference", default="fp32")
+
+
+def check_cpu_mode(mode: str) -> str:
+    if mode not in CPU_MODES:
+        raise ValueError(f"CPU inference mode must be one of {', '.join(CPU_MODES)}, got {mode!r}")
+    return mode
+
+
+@contextmanager
+def cpu_inference(mode: CpuMode) -> Iterator[None]:
+    """Run CPU inference inside the block in `mode` ("eager" / "fp32" / "bf16"; default outside: "fp32")."""
+    token = _MODE.set(check_cpu_mode(mode))
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+def current_cpu_mode() -> str:
+    return _MODE.get()
+
+
+def graph_capture() -> bool:
+    """True while torch.compile / torch.export / jit tracing, or under a Python dispatch mode (FLOP
+    counters, fake tensors): graphs and op counters must see only the plain ops."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    try:
+        from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+        if is_in_torch_dispatch_mode():
+            return True
+    except ImportError:  # an older torch without the helper
+        pass
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None:
+        return False
+    is_exporting = getattr(compiler, "is_exporting", None)
+    return bool(compiler.is_compiling() or (is_exporting is not None and is_exporting()))
+
+
+def cpu_fast_mode(x: torch.Tensor, training: bool) -> str | None:
+    """"fp32" / "bf16" when the CPU fast path applies to input x of a module in `training` mode, else None."""
+    if graph_capture():  # first: a traced graph must not even read the mode
+        return None
+    mode = _MODE.get()
+    if (
+        mode == "eager"
+        or training
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or torch.is_autocast_enabled("cpu")
+    ):
+        return None
+    return mode
+
+
+def _linear_pointwise_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN = _linear_pointwise_available()
+
+
+class FastLinear(nn.Linear):
+    """nn.Linear (same parameters and state dict) that runs CPU inference on oneDNN-packed weights.
+
+    The packed copy is made lazily at the first fast call and rebuilt whenever the weight changes (its
+    storage or version counter: `load_state_dict`, an optimizer step, `.to()`); it is never saved.
+    `bias` overrides the module's bias for one call (Attention masks the key bias).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw) -> None:
+        super().__init__(in_features, out_features, bias=bias, **kw)
+        self._packed: tuple | None = None  # (weakref to the weight, (mode, data_ptr, version), packed weight)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        bias = self.bias if bias is None else bias
+        mode = cpu_fast_mode(x, self.training) if _ONEDNN else None
+        packed = self._packed_weight(mode) if mode is not None else None
+        if packed is None:
+            return F.linear(x, self.weight, bias)
+        if mode == "bf16":
+            b = None if bias is None else bias.to(torch.bfloat16)
+            out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, b, "none", [], "")
+            return out.float()
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+    def _packed_weight(self, mode: str) -> torch.Tensor | None:
+        w = self.weight
+        if w.dtype != torch.float32 or w.device.type != "cpu":
+            return None
+        try:
+            key = (mode, w.data_ptr(), w._version)
+        except RuntimeError:  # an inference tensor has no version counter: cannot tell when it changes
+            return None
+        cached = self._packed
+        if cached is None or cached[0]() is not w or cached[1] != key:  # weakref: a new Parameter repacks
+            with torch.no_grad():
+                src = w.detach().to(torch.bfloat16) if mode == "bf16" else w.detach()
+                cached = (weakref.ref(w), key, torch.ops.mkldnn._reorder_linear_weight(src, None))
+            self._packed = cached
+        return cached[2]
+
+    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the packed copy
+        self._packed = None
+        return super()._apply(fn, recurse)

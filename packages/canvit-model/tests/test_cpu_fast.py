@@ -1,0 +1,174 @@
+"""The CPU inference fast path (canvit_model.layers.fast): same numbers as eager fp32, never stale, and
+never engaged where it must not be (gradients, training, autocast, compiled/exported graphs). Not timed:
+benchmarks/bench_vs_reference.py measures the speed."""
+
+import math
+
+import pytest
+import torch
+
+from canvit_model import CanViTConfig, CanViTForPretraining, Viewpoint, cpu_inference
+from canvit_model.geometry import grid_coords
+from canvit_model.layers import fast
+from canvit_model.layers.fast import FastLinear
+from canvit_model.layers.rope import Rope, apply_rope, grid_rope_tables, rope_periods, rope_tables
+
+pytestmark = pytest.mark.skipif(not fast._ONEDNN, reason="this torch build has no oneDNN linear")
+
+FP32_RTOL = 1e-5
+# bf16 linears (8-bit mantissa) through a 2-block model and two glimpses; measured ~2e-3 on CanViT-B
+BF16_RTOL = 2e-2
+
+
+def small_model(seed: int = 0) -> CanViTForPretraining:
+    torch.manual_seed(seed)
+    m = CanViTForPretraining(CanViTConfig(backbone_name="test-tiny", canvas_num_heads=2, canvas_head_dim=32,
+                                          num_canvas_registers=2, num_backbone_registers=1, rw_stride=1),
+                             teacher_dim=48, teacher_patch_grid=4).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # non-trivial weights (LayerScale 1e-5 and zero biases would hide errors)
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return m
+
+
+def rollout(m: CanViTForPretraining, mode: str, grid: int = 6, steps: int = 2) -> dict[str, torch.Tensor]:
+    """Two glimpses at different viewpoints; every output the next glimpse or a readout sees."""
+    gen = torch.Generator().manual_seed(7)
+    out: dict[str, torch.Tensor] = {}
+    with cpu_inference(mode), torch.inference_mode():
+        state = m.init_state(batch_size=2, canvas_grid_size=grid)
+        for t in range(steps):
+            glimpse = torch.randn(2, 3, 32, 32, generator=gen)
+            vp = Viewpoint(centers=torch.rand(2, 2, generator=gen) - 0.5, scales=torch.full((2,), 0.5 + 0.25 * t))
+            o = m(glimpse, state, vp)
+            state = o.state
+            out[f"canvas{t}"] = state.canvas
+            out[f"cls{t}"] = state.recurrent_cls
+            out[f"patches{t}"] = o.glimpse_patches
+        out["teacher"] = m.predict_teacher_patches(state.canvas)
+        out["teacher_cls"] = m.predict_teacher_cls(state.recurrent_cls)
+    return out
+
+
+def max_rel(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k] - b[k]).abs().max() / b[k].abs().max()) for k in b)
+
+
+def packed_count(m: torch.nn.Module) -> int:
+    return sum(1 for mod in m.modules() if isinstance(mod, FastLinear) and mod._packed is not None)
+
+
+def test_fast_fp32_equals_eager():
+    m = small_model()
+    eager = rollout(m, "eager")
+    assert packed_count(m) == 0, "eager mode must not pack weights"
+    got = rollout(m, "fp32")
+    assert packed_count(m) == sum(1 for mod in m.modules() if isinstance(mod, FastLinear)), "fast path not taken"
+    assert max_rel(got, eager) <= FP32_RTOL
+    assert got["canvas1"].dtype == torch.float32
+
+
+def test_packed_weights_follow_load_state_dict_and_training_steps():
+    m = small_model(seed=0)
+    rollout(m, "fp32")  # pack the seed-0 weights
+    other = small_model(seed=3)
+    m.load_state_dict(other.state_dict())
+    after_load = rollout(m, "fp32")
+    assert max_rel(after_load, rollout(other, "eager")) <= FP32_RTOL, "stale packed weights after load_state_dict"
+    assert max_rel(after_load, rollout(small_model(seed=0), "eager")) > 1e-3  # the weights really changed
+
+    # a training step in place (optimizer updates the same Parameters), then back to inference
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    state = m.init_state(batch_size=1, canvas_grid_size=4)
+    o = m(torch.randn(1, 3, 32, 32), state, Viewpoint.full_scene(batch_size=1))
+    m.predict_teacher_patches(o.state.canvas).square().mean().backward()
+    opt.step()
+    m.eval()
+    after_step = rollout(m, "fp32")
+    eager = rollout(m, "eager")
+    assert max_rel(after_step, eager) <= FP32_RTOL, "stale packed weights after an optimizer step"
+    assert max_rel(after_step, after_load) > 1e-4  # the step really moved the outputs
+
+
+def test_fast_path_never_engages_with_grad_training_or_autocast():
+    m = small_model()
+    glimpse, vp = torch.randn(1, 3, 32, 32), Viewpoint.full_scene(batch_size=1)
+
+    def step():
+        return m(glimpse, m.init_state(1, 4), vp).state.canvas
+
+    with cpu_inference("eager"), torch.no_grad():
+        eager = step()
+    step()  # grad enabled, eval mode
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        step()
+    m.train()
+    with torch.no_grad():
+        train_out = step()
+    m.eval()
+    assert packed_count(m) == 0
+    assert torch.equal(train_out, eager)  # training mode: exactly today's eager numbers
+    with torch.no_grad():
+        assert torch.equal(step().detach(), step().detach())
+
+
+def test_graph_capture_sees_only_plain_ops(monkeypatch):
+    m = small_model()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        m(x, m.init_state(1, 4), Viewpoint.full_scene(batch_size=1))
+    assert packed_count(m) == 0
+
+
+def test_bf16_keeps_canvas_fp32_within_tolerance():
+    m = small_model()
+    ref = rollout(m, "fp32")
+    got = rollout(m, "bf16")
+    assert all(v.dtype == torch.float32 for v in got.values())
+    err = max_rel(got, ref)
+    assert 1e-5 < err <= BF16_RTOL, err  # really reduced precision, and within the documented bound
+    m.precision = "bf16"  # the model attribute: the same mode for the CanViT forward (readouts follow the context)
+    by_attr = rollout(m, "fp32")
+    assert all(torch.equal(by_attr[k], got[k]) for k in got if not k.startswith("teacher"))
+    with pytest.raises(ValueError, match="one of eager, fp32, bf16"):
+        m.precision = "fp16"
+
+
+def test_rope_sign_folded_into_sin_is_bit_identical():
+    """x cos + cat(-x2, x1) sin (the textbook rotate-half) == what apply_rope computes, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    pos = torch.rand(2, 10, 2, generator=gen) * 2 - 1
+    periods = rope_periods(16)
+    tables = rope_tables(pos, periods, num_prefix=3)
+    angles = torch.cat([(2 * math.pi * pos[..., None] / periods).flatten(-2)] * 2, dim=-1)
+    cos = torch.cat([torch.ones(2, 3, 16), angles.cos()], dim=1)[:, None]
+    sin = torch.cat([torch.zeros(2, 3, 16), angles.sin()], dim=1)[:, None]
+    x = torch.randn(2, 4, 13, 16, generator=gen)
+    rotated = torch.cat([-x[..., 8:], x[..., :8]], dim=-1)
+    textbook = (rotated * sin).addcmul(x, cos)
+    got = apply_rope(x, Rope(tables.cos[:, None], tables.sin[:, None]))
+    assert torch.equal(got, textbook)
+    assert torch.equal(tables.cos[:, None], cos)
+
+
+def test_canvas_rope_tables_cached_and_usable_with_grad():
+    with torch.inference_mode():
+        a = grid_rope_tables(5, 32, 100.0, 2, torch.device("cpu"))
+    b = grid_rope_tables(5, 32, 100.0, 2, torch.device("cpu"))
+    assert a is b  # one build per grid size
+    direct = rope_tables(grid_coords(5).reshape(25, 2), rope_periods(32), 2)
+    assert torch.equal(a.cos, direct.cos) and torch.equal(a.sin, direct.sin)
+    assert not a.cos.is_inference()  # built in inference mode, still usable in autograd later
+    x = torch.randn(1, 2, 27, 32, requires_grad=True)
+    apply_rope(x, b).sum().backward()
+    assert x.grad is not None
+
+
+def test_recurrent_cls_is_standard_strided():
+    m = small_model()
+    with torch.inference_mode():
+        cls = m(torch.randn(1, 3, 32, 32), m.init_state(1, 4), Viewpoint.full_scene(batch_size=1)).state.recurrent_cls
+    assert cls.stride() == torch.empty(cls.shape).stride()
