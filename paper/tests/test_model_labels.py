@@ -1,21 +1,14 @@
 """Two different models in folders both named `final`, evaluated by `canvit-eval in1k` with identical flags:
 two results, and Table 7 shows both, each row labelled `final@<digest>`; `make_tables --model` picks one."""
 
-import sys
-from pathlib import Path
-
 import torch
 from canvit_data.synthetic import write_image_folder
 from canvit_eval.tasks import in1k
 from canvit_model import BACKBONES, CanViTConfig, CanViTForPretraining, ViTConfig, save_linear_probe
 from canvit_results import list_runs, read_meta
 
-PAPER = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PAPER))
-
-import make_tables  # noqa: E402
-import sources  # noqa: E402
-from tablelib import Context  # noqa: E402
+from paper import make_tables, sources
+from paper.tablelib import Context
 
 
 def _tiny(seed: int) -> CanViTForPretraining:

@@ -202,3 +202,22 @@ def test_offline_without_a_local_model_says_what_to_do(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert last.startswith("canvit-eval demo: error: --model") and "--model DIR" in last and "--random-init" in last
+
+
+def test_concurrent_glimpses_on_one_session_lose_nothing():
+    """A click arriving while a run of the same session is going: every glimpse lands on the canvas left by
+    the previous one (one lock around the read-modify-write)."""
+    import threading
+
+    eng = _engine()
+    s = eng.new_session(_scene(), "x")
+    vp, _ = click_viewpoint((10, 20), 0.3, CFG.panel_px)
+    threads = [threading.Thread(target=lambda: [eng.glimpse(s, vp, "click") for _ in range(4)]) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ref = eng.new_session(_scene(), "ref")
+    for _ in range(12):
+        eng.glimpse(ref, vp, "click")
+    assert len(s.glimpses) == 12 and torch.equal(s.canvas, ref.canvas)

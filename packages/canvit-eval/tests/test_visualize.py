@@ -67,7 +67,7 @@ def test_eg_c2f_without_probe_is_a_clear_error(tiny, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--device", "banana"], "--device banana: not a torch device"),
     (["--canvas-grid", "0"], "--canvas-grid must be an integer >= 1, got 0"),
-    (["--out", "FILE"], "--out 'FILE' is a file"),
+    (["--out", "FILE"], "--out: 'FILE' is a file"),
 ])
 def test_argument_errors_exit_2_before_any_work(tmp_path, capsys, extra, message):
     """A bad --device / --canvas-grid / --out is a usage error (exit 2) before the model is loaded; an --out

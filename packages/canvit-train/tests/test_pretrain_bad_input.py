@@ -137,3 +137,32 @@ def test_benchmark_shows_progress_and_states_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--preset NAME the recipe whose model and step are timed" in text and "(default: canvit-b)" in text
     assert "--warmup WARMUP untimed steps first" in text and "(default: 2)" in text
+
+
+def test_ctrl_c_checkpoints_says_one_line_and_exits_130(export, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from canvit_train.pretrain.cli import pretrain_main
+    from canvit_train.pretrain import trainer
+
+    real, calls = trainer.train_step, {"n": 0}
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during step 2
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    run = tmp_path / "run"
+    rc = pretrain_main([*export["base"], "--features", str(export["root"] / "features"), "--scenes",
+                        str(export["src"].scenes), "--steps", "6", "--run-dir", str(run)])
+    err = capsys.readouterr().err
+    assert rc == 130 and "Traceback" not in err
+    line = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert line == [f"pretrain: interrupted (SIGINT) at step 2; checkpoint in {run / 'checkpoints'}; "
+                    f"continue with --run-dir {run} --resume"], err
+    monkeypatch.setattr(trainer, "train_step", real)
+    assert pretrain_main([*export["base"], "--features", str(export["root"] / "features"), "--scenes",
+                          str(export["src"].scenes), "--steps", "6", "--run-dir", str(run), "--resume"]) == 0

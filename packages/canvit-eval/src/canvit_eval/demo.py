@@ -111,7 +111,9 @@ class Engine:
         names = list(class_names or [])
         self.class_names = names if len(names) == n else [f"class {i}" for i in range(n)]
         self.notes = list(notes)
-        self._lock = threading.Lock()
+        # one lock for the model and for each session's read-modify-write: a click during a run of the same
+        # session slips in between two of its glimpses instead of losing one
+        self._lock = threading.RLock()
 
     # scenes
 
@@ -138,11 +140,15 @@ class Engine:
         basis = fit_pca(torch.stack(canvases))  # [5, G, G, D_can]
         display = np.asarray(_panel(to_display(scene), self.cfg.panel_px, nearest=False))
         session = Session(name=name, scene=scene, display=display, basis=basis)
-        self.reset(session)
+        self._reset(session)
         return session
 
     def reset(self, s: Session) -> None:
         """Back to the initial canvas; the scene and its colour basis stay."""
+        with self._lock:
+            self._reset(s)
+
+    def _reset(self, s: Session) -> None:
         s.state = self._init_state()
         s.canvas = self._grid(s.state.canvas)
         s.glimpses, s.glimpse_px, s.seg_logits, s.top5 = [], None, None, None
@@ -178,28 +184,34 @@ class Engine:
             latency = (time.perf_counter() - t0) * 1e3
             with torch.inference_mode():
                 pixels = sample_at_viewpoint(s.scene[None], viewpoint.to(self.device), self.cfg.glimpse_px)[0]
-        canvas = self._grid(out.state.canvas)
-        change = float(change_maps(canvas[None], s.canvas)[0].mean())
-        s.state, s.canvas, s.seg_logits = out.state, canvas, logits
-        s.glimpse_px = to_display(pixels)
-        top1 = None
-        if probs is not None:
-            p, i = probs.topk(min(5, probs.numel()))
-            s.top5 = {self.class_names[k]: float(v) for v, k in zip(p.tolist(), i.tolist())}
-            top1 = float(p[0])
-        g = Glimpse(center=(float(viewpoint.centers[0, 0]), float(viewpoint.centers[0, 1])),
-                    scale=float(viewpoint.scales[0]), source=source, latency_ms=latency, change=change, top1=top1)
-        s.glimpses.append(g)
-        return g
+            canvas = self._grid(out.state.canvas)
+            change = float(change_maps(canvas[None], s.canvas)[0].mean())
+            s.state, s.canvas, s.seg_logits = out.state, canvas, logits
+            s.glimpse_px = to_display(pixels)
+            top1 = None
+            if probs is not None:
+                p, i = probs.topk(min(5, probs.numel()))
+                s.top5 = {self.class_names[k]: float(v) for v, k in zip(p.tolist(), i.tolist())}
+                top1 = float(p[0])
+            g = Glimpse(center=(float(viewpoint.centers[0, 0]), float(viewpoint.centers[0, 1])),
+                        scale=float(viewpoint.scales[0]), source=source, latency_ms=latency, change=change, top1=top1)
+            s.glimpses.append(g)
+            return g
 
     def policy_viewpoint(self, s: Session, name: str, horizon: int, seed: int, *, fresh: bool = False) -> Any:
         """The next viewpoint of policy `name` (horizon T, seed) for this session; a new policy starts when the
         name / T / seed changed, the last one is used up, or `fresh`."""
-        from .policies import NEEDS_LOGITS, make_policy
+        from .policies import NEEDS_LOGITS
 
         if name in NEEDS_LOGITS and self.seg is None:
             raise UserError(f"{name} ranks tiles by the ADE20K probe's predictive entropy: start the demo with "
                             "--ade20k-probe, or choose another policy")
+        with self._lock:
+            return self._policy_viewpoint(s, name, horizon, seed, fresh)
+
+    def _policy_viewpoint(self, s: Session, name: str, horizon: int, seed: int, fresh: bool) -> Any:
+        from .policies import make_policy
+
         key = (name, horizon, seed)
         if fresh or s.policy is None or s.policy_key != key or s.policy_t >= horizon:
             s.policy = make_policy(name, batch_size=1, num_glimpses=horizon,
@@ -338,7 +350,7 @@ def sample_scene(name: str, size: int) -> Any:
 def click_viewpoint(index: Any, scale: float, panel_px: int) -> tuple[Any, str | None]:
     """A click at pixel (x, y) of the scene panel -> a Viewpoint centred there with `scale`, moved inside the
     scene if its box would leave it (with a note). UserError for a click outside the picture."""
-    from canvit_model import Viewpoint
+    from canvit_model import MIN_SCALE, Viewpoint
 
     try:
         x, y = float(index[0]), float(index[1])
@@ -346,7 +358,7 @@ def click_viewpoint(index: Any, scale: float, panel_px: int) -> tuple[Any, str |
         raise UserError("click on the scene picture to place a glimpse") from None
     if not (0 <= x < panel_px and 0 <= y < panel_px) or math.isnan(x + y):
         raise UserError(f"that click ({x:.0f}, {y:.0f}) is outside the scene ({panel_px} x {panel_px} px)")
-    scale = float(min(max(scale, 0.05), 1.0))
+    scale = float(min(max(scale, MIN_SCALE), 1.0))
     cy, cx = 2 * (y + 0.5) / panel_px - 1, 2 * (x + 0.5) / panel_px - 1
     lim = 1 - scale
     ny, nx = min(max(cy, -lim), lim), min(max(cx, -lim), lim)
@@ -433,17 +445,24 @@ def build_app(engine: Engine) -> Any:
 
     on_click.__annotations__ = {"evt": gr.SelectData}  # a real class (this module's annotations are strings)
 
+    def glimpses(horizon) -> int:
+        try:
+            return min(max(int(horizon), 1), MAX_RUN)
+        except (TypeError, ValueError):
+            raise UserError(f"T must be a number of glimpses in [1, {MAX_RUN}], got {horizon!r}") from None
+
     def on_step(session, policy, horizon, seed):
         session = need_scene(session)
-        vp = engine.policy_viewpoint(session, policy, int(horizon), int(seed))
+        horizon = glimpses(horizon)
+        vp = engine.policy_viewpoint(session, policy, horizon, int(seed or 0))
         engine.glimpse(session, vp, policy)
-        return page(session, f"{policy}: glimpse {session.policy_t} of {int(horizon)}")
+        return page(session, f"{policy}: glimpse {session.policy_t} of {horizon}")
 
     def on_run(session, policy, horizon, seed):
         session = need_scene(session)
-        horizon = int(horizon)
+        horizon = glimpses(horizon)
         for i in range(horizon):
-            vp = engine.policy_viewpoint(session, policy, horizon, int(seed), fresh=i == 0)
+            vp = engine.policy_viewpoint(session, policy, horizon, int(seed or 0), fresh=i == 0)
             engine.glimpse(session, vp, policy)
             yield page(session, f"{policy}: glimpse {i + 1} of {horizon}" + (" (done)" if i + 1 == horizon else ""))
 

@@ -23,10 +23,8 @@ torch-hub model by ~1e-4 (up to ~4e-4 on the real ViT-S; the transformers conver
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn

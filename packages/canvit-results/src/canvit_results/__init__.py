@@ -7,7 +7,7 @@
 
 from .atomic import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_text
 from .cli import dispatch
-from .identity import IdentityStatus, digest_files, digest_json, identity_key, identity_record, identity_status, sha256_file
+from .identity import IdentityStatus, digest_files, digest_json, identity_key, identity_record, identity_status
 from .provenance import code_version, cpu_name, device_info, package_versions, provenance
 from .store import (
     DEFAULT_ROOT,
@@ -21,6 +21,7 @@ from .store import (
     read_meta,
     results_root,
     run_paths,
+    sha256_file,
     summarize,
     write_run,
 )

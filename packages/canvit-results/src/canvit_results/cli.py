@@ -125,7 +125,7 @@ def run_main(prog: str, main: Callable[[list[str]], int | None], argv: Sequence[
             signal.signal(signal.SIGINT, previous)
 
 
-def local_path(spec: str | os.PathLike[str]) -> str:
+def resolved_location(spec: str | os.PathLike[str]) -> str:
     """A local file or folder as its resolved absolute path (what outputs record, so a resume from another
     working directory, or with the path spelled another way, matches); anything else (a hub id) as given."""
     from pathlib import Path
@@ -135,8 +135,8 @@ def local_path(spec: str | os.PathLike[str]) -> str:
 
 
 def same_location(stored: object, now: str) -> bool:
-    """`stored` (as an earlier run recorded it, maybe relative) names the same thing as `now` (local_path'd)."""
-    return stored == now or (isinstance(stored, str) and local_path(stored) == now)
+    """`stored` (as an earlier run recorded it, maybe relative) names the same thing as `now` (resolved_location'd)."""
+    return stored == now or (isinstance(stored, str) and resolved_location(stored) == now)
 
 
 def default_workers() -> int:

@@ -20,16 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .store import list_runs, read_meta, sha256_file
+
 DIGEST_CHARS = 8  # hex digits of the identity digest in a key (32 bits: a collision also needs the same prefix)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of one file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def digest_files(paths: Iterable[str | os.PathLike[str]]) -> str:
@@ -71,8 +64,6 @@ def identity_status(root: str | os.PathLike[str] | None, kind: str, prefix: str,
                     identity: Mapping[str, Any]) -> IdentityStatus:
     """`done` when a complete run of this identity is stored, else `conflicting` when complete runs of the same
     prefix hold other identities (the new run goes beside them), else `todo`."""
-    from .store import list_runs, read_meta
-
     digest = digest_json(dict(identity))
     key = identity_key(prefix, identity)
     others = []

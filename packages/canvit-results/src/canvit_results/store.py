@@ -16,6 +16,7 @@ another seed). The key names the run's identity (`c2f-s512-c32-seed3`), so a job
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -30,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_bytes
-from .identity import sha256_file
 
 DEFAULT_ROOT = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
@@ -51,6 +51,15 @@ def results_root(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_ROOT
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of one file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value) or value.endswith(".tmp"):
         raise ValueError(
@@ -60,6 +69,15 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of one file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _jsonable(x: Any) -> Any:

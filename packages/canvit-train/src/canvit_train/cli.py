@@ -12,6 +12,8 @@ COMMANDS = {
     "compute-standardizers": ("canvit_train.data.standardizers", "per-position mean/variance of teacher features"),
     "pretrain": ("canvit_train.pretrain.cli", "passive-to-active dense latent distillation (same as `pretrain`)"),
     "benchmark": ("canvit_train.pretrain.benchmark", "training glimpses/s and peak memory of a preset"),
+    "synthetic-data": ("canvit_train.data.synthetic_data", "generated scenes, ImageFolder, ADE20K and a tiny teacher "
+                       "(the README's tiny end-to-end walkthrough)"),
 }
 
 EXAMPLES = (

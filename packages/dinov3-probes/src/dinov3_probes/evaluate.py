@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from canvit_model import releases
 
-EXAMPLE = f"""example (the published ViT-B probe on features from `dinov3-probes extract --split val`):
+EXAMPLE = f"""Example (the published ViT-B probe on features from `dinov3-probes extract --split val`):
     dinov3-probes evaluate --probe {releases.IN1K_PROBE} \\
         --features features/vitb16 --real-labels real.json"""
 

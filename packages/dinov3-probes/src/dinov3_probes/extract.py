@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from canvit_model import releases
 from canvit_results import provenance
-from canvit_results.cli import int_at_least, local_path, pick_device, same_location
+from canvit_results.cli import int_at_least, pick_device, resolved_location, same_location
 
 from .augment import crop_rng, inception_crop
 from .features import FORMAT, REAL_NAME, SPLITS, atomic_write_text, num_parts, part_complete, write_part
@@ -77,11 +77,11 @@ def _manifest(args: argparse.Namespace, source: Any, model: Any) -> dict[str, An
     return {
         "format": FORMAT,
         "split": args.split,
-        "model": local_path(args.model),
+        "model": resolved_location(args.model),
         "backbone": backbone_name(model),
         "dim": model.embed_dim,
         "resolution": args.resolution,
-        "data": local_path(args.data),
+        "data": resolved_location(args.data),
         "num_images": len(source),
         "num_classes": len(source.classes) if source.classes else None,
         "classes": list(source.classes) if source.classes else None,
@@ -170,7 +170,7 @@ def _write_real(split_dir: Path, real_path: str, source: Any, num_classes: int |
     aligned = align_real_labels(real, keys, source=real_path)
     atomic_write_text(split_dir / REAL_NAME, json.dumps({"source": str(real_path), "labels": dict(zip(keys, aligned))}))
 
-EXAMPLE = f"""example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
+EXAMPLE = f"""Example (one augmented pass of ImageNet train per run, then the validation set with ReaL labels):
     dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\
         --split train --epochs 10 --out features/vitb16
     dinov3-probes extract --model {releases.TEACHER} --data /data/imagenet \\

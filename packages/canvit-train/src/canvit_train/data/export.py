@@ -157,14 +157,14 @@ def _collate(items: list[tuple[torch.Tensor, int, str]]) -> list[tuple[torch.Ten
 def _prepare(cfg: ExportConfig, source: Any, grid: int, dim: int) -> SceneOrder:
     """Write (or check) export.json and order.parquet: the identity every worker must share (local paths
     resolved, so the same export resumes from any working directory)."""
-    from canvit_results.cli import local_path, same_location
+    from canvit_results.cli import resolved_location, same_location
 
     out = Path(cfg.out)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     identity = {
         "format": FORMAT,
-        "teacher": local_path(cfg.teacher),
-        "scenes": local_path(cfg.scenes),
+        "teacher": resolved_location(cfg.teacher),
+        "scenes": resolved_location(cfg.scenes),
         "split": cfg.split,
         "image_column": cfg.image_column,
         "resolution": cfg.resolution,
