@@ -62,6 +62,27 @@ def test_run_writes_checkpoints_metrics_validation_and_a_loadable_final(tmp_path
     assert len(df) == 6 * 4
 
 
+def test_two_runs_in_folders_of_one_name_get_two_pretrain_results(tmp_path):
+    """The `pretrain` results key carries a digest of the trained weights: runs a/run and b/run (other
+    seeds) give two results, and writing the same run again is refused, not a third result."""
+    from canvit_results import list_runs, read_meta
+    from canvit_train.pretrain.runlog import write_results
+
+    res = tmp_path / "res"
+    for sub, seed in (("a", 0), ("b", 1)):
+        cfg = CFG.replace(seed=seed, validate_every=0)
+        summary = train(cfg, synthetic_setup(cfg, dim=8, validation=False),
+                        opts(tmp_path, run_dir=tmp_path / sub / "run", write_results=True, results=str(res)))
+        assert summary["status"] == "finished"
+    keys = sorted(r.key for r in list_runs(res, "pretrain"))
+    assert len(keys) == 2 and all(k.startswith("run-") for k in keys) and keys[0] != keys[1], keys
+    digests = {read_meta(r.meta_path)["extra"]["identity"]["fields"]["weights"] for r in list_runs(res, "pretrain")}
+    assert len(digests) == 2
+    again = write_results(CFG.replace(seed=1, validate_every=0), tmp_path / "b" / "run", 6, torch.device("cpu"),
+                          results=str(res), run_name=None, preset="smoke", argv=[])
+    assert again is None and len(list_runs(res, "pretrain")) == 2
+
+
 class NaNAt(SyntheticBatches):
     """Targets become NaN from global sample `bad` on (corrupt data)."""
 

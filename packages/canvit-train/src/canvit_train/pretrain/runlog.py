@@ -195,18 +195,27 @@ def loss_curves(metrics_csv: Path, cfg: PretrainConfig):
 
 def write_results(cfg: PretrainConfig, run_dir: Path, step: int, device: torch.device, *, results: str | None,
                   run_name: str | None, preset: str | None, argv: list[str]) -> str | None:
-    """Loss curves into the results store (kind `pretrain`); a finished key is never overwritten."""
-    from canvit_results import RunExistsError, provenance, write_run
+    """Loss curves into the results store (kind `pretrain`); a finished key is never overwritten.
+
+    The key is the run's readable name plus a digest of what was trained (the final weights' sha256, the
+    recipe, the steps done), as for every evaluation result: two runs whose folders share a name get two
+    results, and the same run written again is "already stored", wherever its folder was moved."""
+    from canvit_results import RunExistsError, digest_files, digest_json, identity_key, identity_record
+    from canvit_results import provenance, write_run
 
     name = run_name or run_dir.name
-    key = name if step >= cfg.steps else f"{name}-at-step{step}"
+    prefix = name if step >= cfg.steps else f"{name}-at-step{step}"
+    weights = sorted((run_dir / "final").glob("*.safetensors"))
+    identity = {"weights": digest_files(weights) if weights else None,
+                "recipe": digest_json(config_json(cfg)), "steps_done": step}
+    key = identity_key(prefix, identity)
     try:
         ref = write_run(
             results, "pretrain", key, loss_curves(run_dir / "metrics.csv", cfg),
-            provenance(config=config_json(cfg), seed=cfg.seed, checkpoint=str(run_dir / "final"), device=device,
-                       argv=argv or None),
-            extra={"preset": preset, "run_dir": str(run_dir), "steps_done": step,
-                   "recipe_complete": step >= cfg.steps},
+            provenance(config=config_json(cfg), seed=cfg.seed, checkpoint=str((run_dir / "final").resolve()),
+                       device=device, argv=argv or None),
+            extra={"preset": preset, "run_dir": str(run_dir.resolve()), "steps_done": step,
+                   "recipe_complete": step >= cfg.steps, "identity": identity_record(identity, prefix)},
         )
     except RunExistsError as e:
         print(f"[pretrain] results store: {e}; not rewritten", file=sys.stderr)
