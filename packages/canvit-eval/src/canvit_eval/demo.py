@@ -119,7 +119,7 @@ class Engine:
 
     def new_session(self, image: Any, name: str) -> Session:
         """A session on a PIL RGB image: squished to S x S (the ADE20K protocol), canvas fresh, PCA basis fitted."""
-        from canvit_model import Viewpoint, quadtree_tiles, square_resize_transform
+        from canvit_model import Viewpoint, quadtree_viewpoint, square_resize_transform
 
         from .rollout import glimpse_step
         from .visualize import _panel, fit_pca, to_display
@@ -127,9 +127,7 @@ class Engine:
         scene = square_resize_transform(image, self.cfg.scene_size).to(self.device)  # [3, S, S]
         # the colour basis: fitted on every canvas of a reference rollout (the whole scene, then its quadrants),
         # as `visualize` fits on all timesteps; it stays for the scene, so colours are comparable over time
-        centers, scale = quadtree_tiles(1)
-        reference = [Viewpoint.full_scene(batch_size=1)] + [
-            Viewpoint(centers=c[None], scales=torch.tensor([scale])) for c in centers]
+        reference = [Viewpoint.full_scene(batch_size=1)] + [quadtree_viewpoint(1, torch.tensor([i])) for i in range(4)]
         state, canvases = self._init_state(), []
         with self._lock:
             for vp in reference:
