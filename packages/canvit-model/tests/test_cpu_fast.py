@@ -56,7 +56,7 @@ def max_rel(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def packed_count(m: torch.nn.Module) -> int:
-    return sum(1 for mod in m.modules() if isinstance(mod, FastLinear) and mod._packed is not None)
+    return sum(1 for mod in m.modules() if isinstance(mod, FastLinear) and mod._packed)
 
 
 def test_fast_fp32_equals_eager():
@@ -90,6 +90,28 @@ def test_packed_weights_follow_load_state_dict_and_training_steps():
     eager = rollout(m, "eager")
     assert max_rel(after_step, eager) <= FP32_RTOL, "stale packed weights after an optimizer step"
     assert max_rel(after_step, after_load) > 1e-4  # the step really moved the outputs
+
+
+def test_switching_modes_keeps_each_modes_packed_weights():
+    """fp32 -> bf16 -> fp32 must not repack (a CanViT-B repack costs more than a glimpse), and a weight
+    change still invalidates both copies."""
+    m = small_model()
+    fp32_first = rollout(m, "fp32")
+    lin = m.canvit.backbone.blocks[0].mlp.fc1
+    packed_fp32 = lin._packed["fp32"][2]
+    bf16_first = rollout(m, "bf16")
+    assert set(lin._packed) == {"fp32", "bf16"}
+    packed_bf16 = lin._packed["bf16"][2]
+    assert packed_bf16.dtype == torch.bfloat16
+    fp32_again = rollout(m, "fp32")
+    assert lin._packed["fp32"][2] is packed_fp32, "switching modes repacked the fp32 weights"
+    assert max_rel(fp32_again, fp32_first) == 0.0
+    assert max_rel(rollout(m, "bf16"), bf16_first) == 0.0
+    assert lin._packed["bf16"][2] is packed_bf16
+
+    m.load_state_dict(small_model(seed=5).state_dict())
+    assert max_rel(rollout(m, "bf16"), rollout(small_model(seed=5), "bf16")) == 0.0, "stale bf16 copy"
+    assert max_rel(rollout(m, "fp32"), rollout(small_model(seed=5), "eager")) <= FP32_RTOL, "stale fp32 copy"
 
 
 def test_fast_path_never_engages_with_grad_training_or_autocast():

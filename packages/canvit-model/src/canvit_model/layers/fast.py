@@ -102,14 +102,17 @@ _ONEDNN = _linear_pointwise_available()
 class FastLinear(nn.Linear):
     """nn.Linear (same parameters and state dict) that runs CPU inference on oneDNN-packed weights.
 
-    The packed copy is made lazily at the first fast call and rebuilt whenever the weight changes (its
-    storage or version counter: `load_state_dict`, an optimizer step, `.to()`); it is never saved.
+    One packed copy per mode ("fp32", "bf16") is made lazily at that mode's first fast call and rebuilt
+    whenever the weight changes (its storage or version counter: `load_state_dict`, an optimizer step,
+    `.to()`); it is never saved. Keeping one per mode means switching modes never repacks (a repack of
+    CanViT-B costs more than a glimpse).
     `bias` overrides the module's bias for one call (Attention masks the key bias).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw) -> None:
         super().__init__(in_features, out_features, bias=bias, **kw)
-        self._packed: tuple | None = None  # (weakref to the weight, (mode, data_ptr, version), packed weight)
+        # mode -> (weakref to the weight, (data_ptr, version), packed weight)
+        self._packed: dict[str, tuple] = {}
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         bias = self.bias if bias is None else bias
@@ -128,17 +131,17 @@ class FastLinear(nn.Linear):
         if w.dtype != torch.float32 or w.device.type != "cpu":
             return None
         try:
-            key = (mode, w.data_ptr(), w._version)
+            key = (w.data_ptr(), w._version)
         except RuntimeError:  # an inference tensor has no version counter: cannot tell when it changes
             return None
-        cached = self._packed
+        cached = self._packed.get(mode)
         if cached is None or cached[0]() is not w or cached[1] != key:  # weakref: a new Parameter repacks
             with torch.no_grad():
                 src = w.detach().to(torch.bfloat16) if mode == "bf16" else w.detach()
                 cached = (weakref.ref(w), key, torch.ops.mkldnn._reorder_linear_weight(src, None))
-            self._packed = cached
+            self._packed[mode] = cached
         return cached[2]
 
     def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the packed copy
-        self._packed = None
+        self._packed = {}
         return super()._apply(fn, recurse)
