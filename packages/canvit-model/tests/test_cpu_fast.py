@@ -194,3 +194,52 @@ def test_recurrent_cls_is_standard_strided():
     with torch.inference_mode():
         cls = m(torch.randn(1, 3, 32, 32), m.init_state(1, 4), Viewpoint.full_scene(batch_size=1)).state.recurrent_cls
     assert cls.stride() == torch.empty(cls.shape).stride()
+
+
+def test_canvas_fast_path_is_taken_and_never_aliases_its_buffers(monkeypatch):
+    """Every canvas read and write goes through the fast canvas path in fp32/bf16 (and never in eager),
+    and no output is a reused workspace buffer: a state kept from glimpse 1 is untouched by glimpse 2."""
+    from canvit_model.layers import canvas_attention, rope
+
+    calls = []
+    monkeypatch.setattr(canvas_attention, "rope_to_heads",
+                        lambda *a, **k: calls.append(1) or rope.rope_to_heads(*a, **k))
+    m = small_model()
+    per_glimpse = len(m.canvit.canvas_reads) + len(m.canvit.canvas_writes)
+    rollout(m, "eager")
+    assert not calls
+    for mode in ("fp32", "bf16"):
+        calls.clear()
+        rollout(m, mode, steps=2)
+        assert len(calls) == 2 * per_glimpse, mode
+
+    with torch.inference_mode():
+        state = m.init_state(batch_size=2, canvas_grid_size=5)
+        first = m(torch.randn(2, 3, 32, 32), state, Viewpoint.full_scene(batch_size=2)).state
+        kept = first.canvas.clone()
+        m(torch.randn(2, 3, 32, 32), first, Viewpoint.full_scene(batch_size=2))
+        assert torch.equal(first.canvas, kept)
+        fast.clear_workspace()  # freed buffers are simply made again
+        m(torch.randn(2, 3, 32, 32), first, Viewpoint.full_scene(batch_size=2))
+
+
+def test_fast_path_is_thread_safe():
+    """Two threads running the fast path at once (the demo serves concurrent sessions) get what each
+    gets alone: the canvas workspace is per thread."""
+    import threading
+
+    m = small_model()
+    alone = {mode: rollout(m, mode, grid=7) for mode in ("fp32", "bf16")}
+    got: dict[str, dict] = {}
+
+    def run(mode: str) -> None:
+        for _ in range(3):
+            got[mode] = rollout(m, mode, grid=7)
+
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in ("fp32", "bf16")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for mode in ("fp32", "bf16"):
+        assert max_rel(got[mode], alone[mode]) == 0.0, mode

@@ -216,8 +216,7 @@ class CanViT(nn.Module):
             if i in self._read_at:
                 x = x + self.canvas_reads[self._read_at[i]](x, canvas, local_rope, canvas_rope)
             if i in self._write_at:
-                update = self.canvas_writes[self._write_at[i]](canvas, x, canvas_rope, local_rope)
-                canvas = canvas + update.to(canvas.dtype)
+                canvas = self.canvas_writes[self._write_at[i]].update(canvas, x, canvas_rope, local_rope)
 
         cls_index = int(cfg.enable_vpe)
         return CanViTOutput(

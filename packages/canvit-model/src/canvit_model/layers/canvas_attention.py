@@ -3,7 +3,15 @@
 Read: glimpse tokens query the canvas. Write: canvas tokens query the glimpse. In the "asymmetric"
 design the learned projections sit on the glimpse (backbone) side only; the canvas side gets just
 LayerNorm and RoPE. The "qkvo" ablation adds the canvas-side projections back (paper Table 3 b, c).
-Both return a residual for the querying stream.
+Both return a residual for the querying stream; `CanvasWrite.update` returns the updated canvas.
+
+CPU inference (`cpu_fast_mode`, asymmetric design, fixed canvas tables) takes a fast path over the
+canvas-sized work, the part that decides latency at large canvases: RoPE in three passes straight into
+a head-major layout, both products arranged so the long canvas axis is a GEMM's wide dimension
+(write scores as k q^T, [h, Nl, Nc], softmax over the 71-odd glimpse keys), and the write's second
+product accumulated straight into the new canvas (baddbmm: no head merge, no separate residual add),
+and the canvas-sized temporaries written into reused per-thread buffers (`fast.workspace`).
+Equal to the eager path to float rounding (~1e-7 relative); graphs and training never take it.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast import FastLinear, cpu_fast_mode
-from .rope import Rope, apply_rope
+from .fast import FastLinear, cpu_fast_mode, layer_norm_into, workspace
+from .rope import Rope, apply_rope, rope_to_heads
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -39,6 +47,35 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, training: bool) -
     return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
 
 
+def _fast_canvas(module: nn.Module, canvas: torch.Tensor, canvas_rope: Rope) -> bool:
+    """True when the canvas-side fast path applies: CPU inference, no canvas-side projections (the
+    asymmetric design: read has no k/v maps, write no q/o maps), the fixed [N, hd] canvas tables,
+    float32 throughout."""
+    canvas_side = (module.k_map, module.v_map) if isinstance(module, CanvasRead) else (module.q_map, module.o_map)
+    return (
+        all(m is None for m in canvas_side)
+        and canvas_rope.cos.ndim == 2
+        and canvas_rope.cos.dtype == torch.float32
+        and cpu_fast_mode(canvas, module.training) is not None
+    )
+
+
+def _softmax_into(scores: torch.Tensor, dim: int) -> torch.Tensor:
+    """softmax(scores, dim) into the workspace buffer "probs" (same bits as Tensor.softmax)."""
+    out = workspace("probs", tuple(scores.shape), scores)
+    return torch.ops.aten._softmax.out(scores, dim, False, out=out)
+
+
+def _fast_read(q: torch.Tensor, ln_kv: nn.LayerNorm, canvas: torch.Tensor, canvas_rope: Rope) -> torch.Tensor:
+    """softmax(q RoPE(LN(canvas))^T / sqrt(hd)) LN(canvas) for q [B, h, Nl, hd] -> [B, h, Nl, hd]."""
+    b, h, nl, hd = q.shape
+    n = canvas.shape[1]
+    kv = layer_norm_into(ln_kv, canvas, "canvas_ln")  # [B, Nc, Dc]
+    k = rope_to_heads(kv, canvas_rope, h, out=workspace("canvas_rope", (b, h, n, hd), kv))  # [B, h, Nc, hd]
+    scores = torch.matmul(q * hd**-0.5, k.transpose(-2, -1), out=workspace("scores", (b, h, nl, n), q))
+    return torch.matmul(_softmax_into(scores, dim=-1), split_heads(kv, h))  # [B, h, Nl, hd]
+
+
 class CanvasRead(nn.Module):
     """local += o_map(SDPA(q_map(LN(local)), LN(canvas), LN(canvas))) with RoPE on q and k."""
 
@@ -55,6 +92,8 @@ class CanvasRead(nn.Module):
     def forward(self, local: torch.Tensor, canvas: torch.Tensor, local_rope: Rope, canvas_rope: Rope) -> torch.Tensor:
         h = self.num_heads
         q = apply_rope(split_heads(self.q_map(self.ln_q(local)), h), local_rope)  # [B, h, Nl, hd]
+        if _fast_canvas(self, canvas, canvas_rope):
+            return self.o_map(merge_heads(_fast_read(q, self.ln_kv, canvas, canvas_rope)))
         kv = self.ln_kv(canvas)  # [B, Nc, Dc]
         k = split_heads(self.k_map(kv) if self.k_map is not None else kv, h)
         v = split_heads(self.v_map(kv) if self.v_map is not None else kv, h)
@@ -76,6 +115,7 @@ class CanvasWrite(nn.Module):
         self.o_map = FastLinear(canvas_dim, canvas_dim) if qkvo else None
 
     def forward(self, canvas: torch.Tensor, local: torch.Tensor, canvas_rope: Rope, local_rope: Rope) -> torch.Tensor:
+        """The residual for the canvas, [B, Nc, Dc]."""
         h = self.num_heads
         q = self.ln_q(canvas)  # [B, Nc, Dc]
         q = apply_rope(split_heads(self.q_map(q) if self.q_map is not None else q, h), canvas_rope)
@@ -84,3 +124,23 @@ class CanvasWrite(nn.Module):
         v = split_heads(self.v_map(kv), h)
         out = merge_heads(_attend(q, k, v, self.training))  # [B, Nc, Dc]
         return self.o_map(out) if self.o_map is not None else out
+
+    def update(self, canvas: torch.Tensor, local: torch.Tensor, canvas_rope: Rope, local_rope: Rope) -> torch.Tensor:
+        """The updated canvas, canvas + forward(...) (a new tensor: the old canvas is left as it was)."""
+        if not _fast_canvas(self, canvas, canvas_rope):
+            return canvas + self(canvas, local, canvas_rope, local_rope).to(canvas.dtype)
+        h = self.num_heads
+        b, n, d = canvas.shape
+        hd = d // h
+        q = rope_to_heads(layer_norm_into(self.ln_q, canvas, "canvas_ln"), canvas_rope, h,
+                          out=workspace("canvas_rope", (b, h, n, hd), canvas))  # [B, h, Nc, hd]
+        kv = self.ln_kv(local)  # [B, Nl, Dl]
+        k = apply_rope(split_heads(self.k_map(kv), h), local_rope) * hd**-0.5  # [B, h, Nl, hd] (scale on the short side)
+        v = split_heads(self.v_map(kv), h)  # [B, h, Nl, hd]
+        probs = _softmax_into(torch.matmul(k, q.transpose(-2, -1), out=workspace("scores", (b, h, k.shape[2], n), q)),
+                              dim=-2)  # [B, h, Nl, Nc]: over the glimpse keys
+        new = torch.empty_like(canvas, memory_format=torch.contiguous_format)
+        for i in range(b):  # new[i] = canvas[i] + probs^T v, written head by head into the token-major canvas
+            heads = (canvas[i].view(n, h, hd).transpose(0, 1), new[i].view(n, h, hd).transpose(0, 1))
+            torch.baddbmm(heads[0], probs[i].transpose(-2, -1), v[i], out=heads[1])
+        return new

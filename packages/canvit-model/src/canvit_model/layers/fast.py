@@ -17,6 +17,7 @@ Modes (`cpu_inference(mode)` context, or `CanViT.precision`):
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,6 +88,43 @@ def cpu_fast_mode(x: torch.Tensor, training: bool) -> str | None:
     ):
         return None
     return mode
+
+
+_WORKSPACE = threading.local()
+
+
+def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A reusable buffer for the fast path's canvas-sized temporaries (uninitialized, `like`'s dtype/device).
+
+    Why: a 1024 px canvas is 16 MiB, and allocating a fresh one for every LayerNorm / RoPE / softmax
+    output makes glibc hand pages back and fault them in again: ~20 such tensors a glimpse cost more
+    system time than their arithmetic. Buffers are kept per thread (concurrent callers never share one)
+    and per name (one shape at a time: a new canvas size replaces the old buffer). A buffer's contents
+    never leave the fast path: outputs are always fresh tensors. `clear_workspace()` frees them.
+    """
+    store: dict[str, torch.Tensor] = _WORKSPACE.__dict__.setdefault("buffers", {})
+    buf = store.get(name)
+    if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != like.dtype or buf.device != like.device:
+        store.pop(name, None)  # free the old one first
+        with torch.inference_mode(False):  # a normal tensor: writable in and out of inference_mode
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+        store[name] = buf
+    return buf
+
+
+def clear_workspace() -> None:
+    """Free this thread's fast-path buffers (they are otherwise kept for the next glimpse)."""
+    _WORKSPACE.__dict__.pop("buffers", None)
+
+
+def layer_norm_into(ln: nn.LayerNorm, x: torch.Tensor, name: str) -> torch.Tensor:
+    """ln(x) written into the workspace buffer `name` (same bits as ln(x)); fast path only."""
+    out = workspace(name, tuple(x.shape), x)
+    stats = (*x.shape[:-1], 1)
+    mean, rstd = workspace(name + ".mean", stats, x), workspace(name + ".rstd", stats, x)
+    torch.ops.aten.native_layer_norm.out(x, list(ln.normalized_shape), ln.weight, ln.bias, ln.eps,
+                                         out0=out, out1=mean, out2=rstd)
+    return out
 
 
 def _linear_pointwise_available() -> bool:

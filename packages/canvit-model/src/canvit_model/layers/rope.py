@@ -88,6 +88,29 @@ def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     return out.to(x.dtype)
 
 
+def rope_to_heads(x: torch.Tensor, rope: Rope, num_heads: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """CPU inference fast path: token-major x [B, N, h*hd] float32 -> rotated [B, h, N, hd] (head-major,
+    contiguous; into `out` when given), for [N, hd] tables (the fixed canvas).
+
+    Same rotation as `apply_rope(split_heads(x), rope)` (to float rounding) in three passes over the
+    canvas instead of five and no [B, h, N, hd] temporaries: x cos into the output, then each half
+    gets its partner half times sin added in place. Used only by the eager CPU fast path (never traced
+    or exported: its in-place halves are what export handles badly).
+    """
+    b, n, d = x.shape
+    hd = d // num_heads
+    half = hd // 2
+    xv = x.view(b, n, num_heads, 2, half).transpose(1, 2)  # [B, h, N, 2, hd/2] (a strided view)
+    cos, sin = rope.cos.view(n, 2, half), rope.sin.view(n, 2, half)  # sin carries the rotate-half sign
+    if out is None:
+        out = torch.empty(b, num_heads, n, hd, dtype=x.dtype, device=x.device)
+    halves = out.view(b, num_heads, n, 2, half)
+    torch.mul(xv, cos, out=halves)  # x cos
+    halves[..., 0, :].addcmul_(xv[..., 1, :], sin[:, 0])  # first half += x2 (-sin)
+    halves[..., 1, :].addcmul_(xv[..., 0, :], sin[:, 1])  # second half += x1 sin
+    return out
+
+
 def unsqueeze_heads(rope: Rope) -> Rope:
     """[B, N, hd] tables -> [B, 1, N, hd] (broadcast over heads); [N, hd] tables pass through."""
     if rope.cos.ndim == 3:
