@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast import FastLinear, cpu_fast_mode, layer_norm_into, workspace
+from .fast import FastLinear, cpu_fast_mode, workspace
 from .rope import Rope, apply_rope, rope_to_heads
 
 
@@ -70,7 +70,7 @@ def _fast_read(q: torch.Tensor, ln_kv: nn.LayerNorm, canvas: torch.Tensor, canva
     """softmax(q RoPE(LN(canvas))^T / sqrt(hd)) LN(canvas) for q [B, h, Nl, hd] -> [B, h, Nl, hd]."""
     b, h, nl, hd = q.shape
     n = canvas.shape[1]
-    kv = layer_norm_into(ln_kv, canvas, "canvas_ln")  # [B, Nc, Dc]
+    kv = ln_kv(canvas)  # [B, Nc, Dc]
     k = rope_to_heads(kv, canvas_rope, h, out=workspace("canvas_rope", (b, h, n, hd), kv))  # [B, h, Nc, hd]
     scores = torch.matmul(q * hd**-0.5, k.transpose(-2, -1), out=workspace("scores", (b, h, nl, n), q))
     return torch.matmul(_softmax_into(scores, dim=-1), split_heads(kv, h))  # [B, h, Nl, hd]
@@ -132,7 +132,7 @@ class CanvasWrite(nn.Module):
         h = self.num_heads
         b, n, d = canvas.shape
         hd = d // h
-        q = rope_to_heads(layer_norm_into(self.ln_q, canvas, "canvas_ln"), canvas_rope, h,
+        q = rope_to_heads(self.ln_q(canvas), canvas_rope, h,
                           out=workspace("canvas_rope", (b, h, n, hd), canvas))  # [B, h, Nc, hd]
         kv = self.ln_kv(local)  # [B, Nl, Dl]
         k = apply_rope(split_heads(self.k_map(kv), h), local_rope) * hd**-0.5  # [B, h, Nl, hd] (scale on the short side)

@@ -96,7 +96,7 @@ _WORKSPACE = threading.local()
 def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """A reusable buffer for the fast path's canvas-sized temporaries (uninitialized, `like`'s dtype/device).
 
-    Why: a 1024 px canvas is 16 MiB, and allocating a fresh one for every LayerNorm / RoPE / softmax
+    Why: a 1024 px canvas is 16 MiB, and allocating a fresh one for every RoPE / score / softmax
     output makes glibc hand pages back and fault them in again: ~20 such tensors a glimpse cost more
     system time than their arithmetic. Buffers are kept per thread (concurrent callers never share one)
     and per name (one shape at a time: a new canvas size replaces the old buffer). A buffer's contents
@@ -115,16 +115,6 @@ def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Te
 def clear_workspace() -> None:
     """Free this thread's fast-path buffers (they are otherwise kept for the next glimpse)."""
     _WORKSPACE.__dict__.pop("buffers", None)
-
-
-def layer_norm_into(ln: nn.LayerNorm, x: torch.Tensor, name: str) -> torch.Tensor:
-    """ln(x) written into the workspace buffer `name` (same bits as ln(x)); fast path only."""
-    out = workspace(name, tuple(x.shape), x)
-    stats = (*x.shape[:-1], 1)
-    mean, rstd = workspace(name + ".mean", stats, x), workspace(name + ".rstd", stats, x)
-    torch.ops.aten.native_layer_norm.out(x, list(ln.normalized_shape), ln.weight, ln.bias, ln.eps,
-                                         out0=out, out1=mean, out2=rstd)
-    return out
 
 
 def _linear_pointwise_available() -> bool:
