@@ -34,6 +34,10 @@ class Mlp(nn.Module):
         self.fc2 = FastLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.fc1.fast_mode(x)
+        if mode is not None and self.fc2.fast_mode(x) == mode:  # CPU inference: GELU fused into fc1, and
+            # in bf16 mode the [B, N, 4D] hidden stays bfloat16 between the two packed GEMMs
+            return self.fc2.packed_forward(self.fc1.packed_forward(x, mode, post="gelu"), mode).float()
         return self.fc2(F.gelu(self.fc1(x)))
 
 

@@ -11,7 +11,10 @@ a head-major layout, both products arranged so the long canvas axis is a GEMM's 
 (write scores as k q^T, [h, Nl, Nc], softmax over the 71-odd glimpse keys), and the write's second
 product accumulated straight into the new canvas (baddbmm: no head merge, no separate residual add),
 and the canvas-sized temporaries written into reused per-thread buffers (`fast.workspace`).
-Equal to the eager path to float rounding (~1e-7 relative); graphs and training never take it.
+fp32 mode equals the eager path to float rounding (~1e-7 relative). bf16 mode keeps LayerNorm, RoPE,
+the probabilities that meet the canvas, and the canvas itself in float32, and runs the read's products
+and the write's scores in bfloat16 (paper D.3 lets attention follow autocast rules). Graphs and
+training never take this path.
 """
 
 from __future__ import annotations
@@ -47,33 +50,44 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, training: bool) -
     return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
 
 
-def _fast_canvas(module: nn.Module, canvas: torch.Tensor, canvas_rope: Rope) -> bool:
-    """True when the canvas-side fast path applies: CPU inference, no canvas-side projections (the
-    asymmetric design: read has no k/v maps, write no q/o maps), the fixed [N, hd] canvas tables,
-    float32 throughout."""
+def _fast_canvas(module: nn.Module, canvas: torch.Tensor, canvas_rope: Rope) -> str | None:
+    """The CPU mode ("fp32" / "bf16") when the canvas-side fast path applies, else None: CPU inference, no
+    canvas-side projections (the asymmetric design: read has no k/v maps, write no q/o maps), the fixed
+    [N, hd] canvas tables, float32 throughout."""
     canvas_side = (module.k_map, module.v_map) if isinstance(module, CanvasRead) else (module.q_map, module.o_map)
-    return (
-        all(m is None for m in canvas_side)
-        and canvas_rope.cos.ndim == 2
-        and canvas_rope.cos.dtype == torch.float32
-        and cpu_fast_mode(canvas, module.training) is not None
-    )
+    if any(m is not None for m in canvas_side) or canvas_rope.cos.ndim != 2 or canvas_rope.cos.dtype != torch.float32:
+        return None
+    return cpu_fast_mode(canvas, module.training)
 
 
-def _softmax_into(scores: torch.Tensor, dim: int) -> torch.Tensor:
-    """softmax(scores, dim) into the workspace buffer "probs" (same bits as Tensor.softmax)."""
+def _softmax_into(scores: torch.Tensor, dim: int, to_float: bool = False) -> torch.Tensor:
+    """softmax(scores, dim) into the workspace buffer "probs" (same bits as Tensor.softmax); `to_float`:
+    float32 probabilities from bfloat16 scores."""
+    if to_float and scores.dtype != torch.float32:  # (aten has no bf16 -> fp32 softmax on CPU)
+        scores = workspace("scores", tuple(scores.shape), scores, dtype=torch.float32).copy_(scores)
     out = workspace("probs", tuple(scores.shape), scores)
     return torch.ops.aten._softmax.out(scores, dim, False, out=out)
 
 
-def _fast_read(q: torch.Tensor, ln_kv: nn.LayerNorm, canvas: torch.Tensor, canvas_rope: Rope) -> torch.Tensor:
-    """softmax(q RoPE(LN(canvas))^T / sqrt(hd)) LN(canvas) for q [B, h, Nl, hd] -> [B, h, Nl, hd]."""
+def _bf16_into(x: torch.Tensor, name: str) -> torch.Tensor:
+    """x rounded to bfloat16 into the workspace buffer `name` (same strides as x)."""
+    return workspace(name, tuple(x.shape), x, dtype=torch.bfloat16).copy_(x)
+
+
+def _fast_read(q: torch.Tensor, ln_kv: nn.LayerNorm, canvas: torch.Tensor, canvas_rope: Rope, mode: str) -> torch.Tensor:
+    """softmax(q RoPE(LN(canvas))^T / sqrt(hd)) LN(canvas) for q [B, h, Nl, hd] -> [B, h, Nl, hd] float32.
+
+    "bf16": LayerNorm and RoPE in float32, the two products and the softmax in bfloat16 (paper D.3: the
+    attention may run in bf16 under autocast rules; coordinates and RoPE may not)."""
     b, h, nl, hd = q.shape
     n = canvas.shape[1]
     kv = ln_kv(canvas)  # [B, Nc, Dc]
     k = rope_to_heads(kv, canvas_rope, h, out=workspace("canvas_rope", (b, h, n, hd), kv))  # [B, h, Nc, hd]
-    scores = torch.matmul(q * hd**-0.5, k.transpose(-2, -1), out=workspace("scores", (b, h, nl, n), q))
-    return torch.matmul(_softmax_into(scores, dim=-1), split_heads(kv, h))  # [B, h, Nl, hd]
+    q = q * hd**-0.5
+    if mode == "bf16":
+        q, k, kv = q.to(torch.bfloat16), _bf16_into(k, "canvas_rope"), _bf16_into(kv, "canvas_ln")
+    scores = torch.matmul(q, k.transpose(-2, -1), out=workspace("scores", (b, h, nl, n), q))  # [B, h, Nl, Nc]
+    return torch.matmul(_softmax_into(scores, dim=-1), split_heads(kv, h)).float()  # [B, h, Nl, hd]
 
 
 class CanvasRead(nn.Module):
@@ -92,8 +106,9 @@ class CanvasRead(nn.Module):
     def forward(self, local: torch.Tensor, canvas: torch.Tensor, local_rope: Rope, canvas_rope: Rope) -> torch.Tensor:
         h = self.num_heads
         q = apply_rope(split_heads(self.q_map(self.ln_q(local)), h), local_rope)  # [B, h, Nl, hd]
-        if _fast_canvas(self, canvas, canvas_rope):
-            return self.o_map(merge_heads(_fast_read(q, self.ln_kv, canvas, canvas_rope)))
+        mode = _fast_canvas(self, canvas, canvas_rope)
+        if mode is not None:
+            return self.o_map(merge_heads(_fast_read(q, self.ln_kv, canvas, canvas_rope, mode)))
         kv = self.ln_kv(canvas)  # [B, Nc, Dc]
         k = split_heads(self.k_map(kv) if self.k_map is not None else kv, h)
         v = split_heads(self.v_map(kv) if self.v_map is not None else kv, h)
@@ -126,8 +141,12 @@ class CanvasWrite(nn.Module):
         return self.o_map(out) if self.o_map is not None else out
 
     def update(self, canvas: torch.Tensor, local: torch.Tensor, canvas_rope: Rope, local_rope: Rope) -> torch.Tensor:
-        """The updated canvas, canvas + forward(...) (a new tensor: the old canvas is left as it was)."""
-        if not _fast_canvas(self, canvas, canvas_rope):
+        """The updated canvas, canvas + forward(...) (a new tensor: the old canvas is left as it was).
+
+        CPU fast path: in "bf16" mode LayerNorm and RoPE run in float32 and the scores in bfloat16; the
+        softmax gives float32 probabilities, and the value product accumulates into the float32 canvas."""
+        mode = _fast_canvas(self, canvas, canvas_rope)
+        if mode is None:
             return canvas + self(canvas, local, canvas_rope, local_rope).to(canvas.dtype)
         h = self.num_heads
         b, n, d = canvas.shape
@@ -137,8 +156,10 @@ class CanvasWrite(nn.Module):
         kv = self.ln_kv(local)  # [B, Nl, Dl]
         k = apply_rope(split_heads(self.k_map(kv), h), local_rope) * hd**-0.5  # [B, h, Nl, hd] (scale on the short side)
         v = split_heads(self.v_map(kv), h)  # [B, h, Nl, hd]
-        probs = _softmax_into(torch.matmul(k, q.transpose(-2, -1), out=workspace("scores", (b, h, k.shape[2], n), q)),
-                              dim=-2)  # [B, h, Nl, Nc]: over the glimpse keys
+        if mode == "bf16":  # bf16 scores; the float32 probabilities meet v and the canvas in float32
+            q, k = _bf16_into(q, "canvas_rope"), k.to(torch.bfloat16)
+        scores = torch.matmul(k, q.transpose(-2, -1), out=workspace("scores", (b, h, k.shape[2], n), q))
+        probs = _softmax_into(scores, dim=-2, to_float=mode == "bf16")  # [B, h, Nl, Nc]: over the glimpse keys
         new = torch.empty_like(canvas, memory_format=torch.contiguous_format)
         for i in range(b):  # new[i] = canvas[i] + probs^T v, written head by head into the token-major canvas
             heads = (canvas[i].view(n, h, hd).transpose(0, 1), new[i].view(n, h, hd).transpose(0, 1))

@@ -93,22 +93,25 @@ def cpu_fast_mode(x: torch.Tensor, training: bool) -> str | None:
 _WORKSPACE = threading.local()
 
 
-def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A reusable buffer for the fast path's canvas-sized temporaries (uninitialized, `like`'s dtype/device).
+def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A reusable buffer for the fast path's canvas-sized temporaries (uninitialized; `like`'s device, and
+    `dtype` or else `like`'s dtype).
 
     Why: a 1024 px canvas is 16 MiB, and allocating a fresh one for every RoPE / score / softmax
     output makes glibc hand pages back and fault them in again: ~20 such tensors a glimpse cost more
     system time than their arithmetic. Buffers are kept per thread (concurrent callers never share one)
-    and per name (one shape at a time: a new canvas size replaces the old buffer). A buffer's contents
+    and per (name, dtype) (one shape at a time: a new canvas size replaces the old buffer). A buffer's contents
     never leave the fast path: outputs are always fresh tensors. `clear_workspace()` frees them.
     """
-    store: dict[str, torch.Tensor] = _WORKSPACE.__dict__.setdefault("buffers", {})
-    buf = store.get(name)
-    if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != like.dtype or buf.device != like.device:
-        store.pop(name, None)  # free the old one first
+    dtype = like.dtype if dtype is None else dtype
+    store: dict[tuple[str, torch.dtype], torch.Tensor] = _WORKSPACE.__dict__.setdefault("buffers", {})
+    key = (name, dtype)
+    buf = store.get(key)
+    if buf is None or tuple(buf.shape) != tuple(shape) or buf.device != like.device:
+        store.pop(key, None)  # free the old one first
         with torch.inference_mode(False):  # a normal tensor: writable in and out of inference_mode
-            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
-        store[name] = buf
+            buf = torch.empty(shape, dtype=dtype, device=like.device)
+        store[key] = buf
     return buf
 
 
@@ -144,15 +147,28 @@ class FastLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         bias = self.bias if bias is None else bias
-        mode = cpu_fast_mode(x, self.training) if _ONEDNN else None
-        packed = self._packed_weight(mode) if mode is not None else None
-        if packed is None:
+        mode = self.fast_mode(x)
+        if mode is None:
             return F.linear(x, self.weight, bias)
+        return self.packed_forward(x, mode, bias).float()
+
+    def fast_mode(self, x: torch.Tensor) -> str | None:
+        """"fp32" / "bf16" when this call takes the packed path (see `cpu_fast_mode`), else None."""
+        mode = cpu_fast_mode(x, self.training) if _ONEDNN else None
+        return mode if mode is not None and self._packed_weight(mode) is not None else None
+
+    def packed_forward(self, x: torch.Tensor, mode: str, bias: torch.Tensor | None = None,
+                       post: str = "none") -> torch.Tensor:
+        """x W^T + b on the packed weight, then oneDNN's fused `post` op ("none" or "gelu": exact erf GELU
+        on the fp32 accumulator). In "bf16" mode the result stays bfloat16 (x may be either), so a
+        following packed layer takes it as it is; callers outside such a pair use `forward`."""
+        bias = self.bias if bias is None else bias
+        packed = self._packed_weight(mode)
+        algorithm = "none" if post == "gelu" else ""  # oneDNN's name for the erf form
         if mode == "bf16":
             b = None if bias is None else bias.to(torch.bfloat16)
-            out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, b, "none", [], "")
-            return out.float()
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, b, post, [], algorithm)
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, post, [], algorithm)
 
     def _packed_weight(self, mode: str) -> torch.Tensor | None:
         w = self.weight
