@@ -11,7 +11,9 @@ Needs an environment with both (canvit-pytorch requires Python >= 3.12), e.g.:
 
 What is timed, for each side: zero_grad + one step of 1 F-IID + 1 R-IID rollout of T = 2 glimpses
 (one TBPTT chunk; the reference's stop probability is set to 1 so its sampled length is exactly K = 2)
-at 128 px glimpses from 512 px scenes with a 32x32 canvas, fp32 eager (CPU), + grad clip 1.0 + AdamW.
+at 128 px glimpses from 512 px scenes with a 32x32 canvas, fp32 (CPU), + grad clip 1.0 + AdamW. Ours runs
+in each `canvit_model.cpu_training` mode of `--modes` ("eager": the plain ops; "fp32": oneDNN forward and
+input-gradient GEMMs on weights packed once per step), the reference in its plain eager ops.
 Calls alternate (order flipped every repeat). Prints min / median seconds per step and ours / reference.
 """
 
@@ -29,11 +31,13 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="example (benchmarks/RESULTS.md; an env with canvit-pytorch 0.2.1 + our packages):\n"
-                                        "  /tmp/oracle312/bin/python benchmarks/bench_train_step_vs_reference.py --batch-size 2 --threads 2 --repeats 3")
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3, help="timed steps per side")
-    ap.add_argument("--warmup", type=int, default=1)
+                                        "  /tmp/oracle312/bin/python benchmarks/bench_train_step_vs_reference.py --batch-size 2 --threads 2 --repeats 4")
+    ap.add_argument("--batch-size", type=int, default=2, help="scenes per step (default 2)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per side (default 3)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per side first (default 1)")
+    ap.add_argument("--modes", nargs="+", default=["eager", "fp32"], choices=["eager", "fp32"],
+                    help="our canvit_model.cpu_training modes, each timed against the reference (default: eager fp32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -63,8 +67,11 @@ def main() -> None:
 
     params_o = [q for q in ours.parameters() if q.requires_grad]
 
-    def step_ours() -> None:  # the loop's step (zero grads, TBPTT forward/backward, clip, AdamW)
-        train_step(ours, ours, opt_o, params_o, scenes, patches, cls, plan, cfg, lr=4e-4)
+    from canvit_model import cpu_training
+
+    def step_ours(mode: str) -> None:  # the loop's step (zero grads, TBPTT forward/backward, clip, AdamW)
+        with cpu_training(mode):
+            train_step(ours, ours, opt_o, params_o, scenes, patches, cls, plan, cfg, lr=4e-4)
 
     def step_ref() -> None:
         opt_r.zero_grad(set_to_none=True)
@@ -75,25 +82,27 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         opt_r.step()
 
+    fns = {f"ours ({m})": (lambda m=m: step_ours(m)) for m in args.modes} | {"ref": step_ref}
     for _ in range(args.warmup):
-        step_ours()
-        step_ref()
-    times: dict[str, list[float]] = {"ours": [], "ref": []}
-    for i in range(args.repeats):
-        order = [("ours", step_ours), ("ref", step_ref)]
-        for name, fn in order if i % 2 == 0 else order[::-1]:
-            t0 = time.perf_counter()
+        for fn in fns.values():
             fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for i in range(args.repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-    o, r = times["ours"], times["ref"]
-    print(f"CanViT-B train step, batch {b}, T=2 x (F-IID + R-IID), 512 px / 32^2 canvas, fp32 eager, "
+    r = times.pop("ref")
+    print(f"CanViT-B train step, batch {b}, T=2 x (F-IID + R-IID), 512 px / 32^2 canvas, fp32, "
           f"{args.threads} threads, torch {torch.__version__}, load average {load}")
-    print("| side | min s/step | median s/step | glimpses/s (min) |")
-    print("|---|---|---|---|")
-    for name, ts in (("ours (canvit-train)", o), ("canvit-pytorch 0.2.1", r)):
-        print(f"| {name} | {min(ts):.2f} | {statistics.median(ts):.2f} | {4 * b / min(ts):.2f} |")
-    print(f"ratio ours / reference: min {min(o) / min(r):.3f}, median {statistics.median(o) / statistics.median(r):.3f}")
+    print("| side | min s/step | median s/step | glimpses/s (min) | ratio min (ours/ref) | ratio median |")
+    print("|---|---|---|---|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {min(ts):.2f} | {statistics.median(ts):.2f} | {4 * b / min(ts):.2f} "
+              f"| {min(ts) / min(r):.3f} | {statistics.median(ts) / statistics.median(r):.3f} |")
+    print(f"| canvit-pytorch 0.2.1 | {min(r):.2f} | {statistics.median(r):.2f} | {4 * b / min(r):.2f} | 1 | 1 |")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,9 @@ def test_switching_modes_keeps_each_modes_packed_weights():
 
 
 def test_fast_path_never_engages_with_grad_training_or_autocast():
+    """The inference path (the CPU training path, tested below, is turned off here)."""
+    from canvit_model import cpu_training
+
     m = small_model()
     glimpse, vp = torch.randn(1, 3, 32, 32), Viewpoint.full_scene(batch_size=1)
 
@@ -123,7 +126,8 @@ def test_fast_path_never_engages_with_grad_training_or_autocast():
 
     with cpu_inference("eager"), torch.no_grad():
         eager = step()
-    step()  # grad enabled, eval mode
+    with cpu_training("eager"):
+        step()  # grad enabled, eval mode
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         step()
     m.train()
@@ -243,3 +247,53 @@ def test_fast_path_is_thread_safe():
         t.join()
     for mode in ("fp32", "bf16"):
         assert max_rel(got[mode], alone[mode]) == 0.0, mode
+
+
+def _train_two_steps(mode: str, seed: int = 0) -> tuple[CanViTForPretraining, list[float]]:
+    """Two SGD steps of a small model in CPU training `mode`; returns the model and the losses."""
+    from canvit_model import cpu_training
+
+    m = small_model(seed).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    gen = torch.Generator().manual_seed(11)
+    losses = []
+    with cpu_training(mode):
+        for _ in range(2):
+            opt.zero_grad()
+            state = m.init_state(batch_size=2, canvas_grid_size=4)
+            for _ in range(2):  # two glimpses: the packed weights serve every glimpse of a step
+                state = m(torch.randn(2, 3, 32, 32, generator=gen), state, Viewpoint.full_scene(batch_size=2)).state
+            loss = m.predict_teacher_patches(state.canvas).square().mean() + state.recurrent_cls.square().mean()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return m, losses
+
+
+def test_cpu_training_path_gives_eager_gradients_and_never_goes_stale(monkeypatch):
+    """The oneDNN training GEMMs (forward on packed W, input gradients on packed W^T) are taken, give the
+    eager losses and weights to float rounding over two optimizer steps (a stale packed copy after the
+    first step would change the second loss by far more), and "eager" turns them off."""
+    calls = []
+    real = fast._TrainLinear.apply
+    monkeypatch.setattr(fast._TrainLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    eager, eager_losses = _train_two_steps("eager")
+    assert not calls
+    got, got_losses = _train_two_steps("fp32")
+    assert calls, "the CPU training path was not taken"
+    assert got_losses == pytest.approx(eager_losses, rel=1e-5)
+    assert eager_losses[1] != pytest.approx(eager_losses[0], rel=1e-3)  # the step really changed the weights
+    e, g = eager.state_dict(), got.state_dict()
+    assert max(float((g[k] - e[k]).abs().max() / e[k].abs().max().clamp_min(1e-12))
+               for k in e if e[k].is_floating_point()) <= 1e-4
+
+    from canvit_model import cpu_training
+
+    calls.clear()
+    with pytest.raises(ValueError, match="one of eager, fp32"):
+        with cpu_training("bf16"):
+            pass
+    m = small_model().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: the plain ops
+        m(torch.randn(1, 3, 32, 32), m.init_state(1, 4), Viewpoint.full_scene(batch_size=1)).state.canvas.sum().backward()
+    assert not calls

@@ -7,7 +7,7 @@ from .canvit import CanViT, CanViTForPretraining, CanViTOutput, RecurrentState, 
 from .config import BACKBONES, CanViTConfig, ViTConfig
 from .dinov3 import DINOv3, DINOv3Features
 from .geometry import Viewpoint, grid_coords, sample_at_viewpoint
-from .layers.fast import CPU_MODES, cpu_inference
+from .layers.fast import CPU_MODES, cpu_inference, cpu_training
 from .presets import PRESETS, TEST_PRESETS, Preset, preset
 from .viewpoints import IID_LAWS, MIN_SCALE, IIDViewpoints, iid_viewpoint, quadtree_tiles, quadtree_viewpoint
 from .viewpoints import random_viewpoints
@@ -51,6 +51,7 @@ __all__ = [
     "canvit_num_params",
     "center_crop_transform",
     "cpu_inference",
+    "cpu_training",
     "grid_coords",
     "iid_viewpoint",
     "imagenet_denormalize",

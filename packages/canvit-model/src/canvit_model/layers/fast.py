@@ -1,4 +1,5 @@
-"""The CPU inference fast path: oneDNN linears on weights packed once, and its opt-in bf16 variant.
+"""The CPU fast paths: oneDNN linears on weights packed once for inference (and its opt-in bf16 variant),
+and oneDNN GEMMs for the forward and input-gradient products of CPU fp32 training.
 
 Why: on CPUs where MKL takes its generic path (AMD EPYC here), `F.linear` runs the glimpse-shaped GEMMs
 at well under half of what oneDNN reaches on prepacked weights, and those GEMMs are most of a glimpse.
@@ -13,6 +14,12 @@ Modes (`cpu_inference(mode)` context, or `CanViT.precision`):
 - "bf16" (opt-in): the linears' weights packed in bfloat16 and their inputs rounded to bfloat16; canvas,
   coordinates, RoPE, VPE, LayerNorm, attention and the residual stream stay float32 (paper D.3).
 - "eager": never take the fast path (today's eager fp32 numbers exactly).
+
+CPU training (`cpu_training(mode)`, default "fp32"): with autograd on, float32 CPU tensors, no autocast
+and no graph capture, a FastLinear computes y = x W^T + b and dL/dx = dL/dy W on oneDNN-packed copies of
+W and W^T (packed once per weight version, i.e. once per optimizer step, and reused by every glimpse of
+the step), and dL/dW = dL/dy^T x with the plain GEMM (faster there). Same gradients to float rounding.
+"eager" turns it off. CUDA, autocast, compiled graphs and bf16 weights never take it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ CpuMode = Literal["eager", "fp32", "bf16"]
 CPU_MODES: tuple[str, ...] = ("eager", "fp32", "bf16")
 
 _MODE: ContextVar[str] = ContextVar("canvit_cpu_inference", default="fp32")
+_TRAIN_MODE: ContextVar[str] = ContextVar("canvit_cpu_training", default="fp32")
+CPU_TRAIN_MODES: tuple[str, ...] = ("eager", "fp32")
 
 
 def check_cpu_mode(mode: str) -> str:
@@ -48,6 +57,30 @@ def cpu_inference(mode: CpuMode) -> Iterator[None]:
         yield
     finally:
         _MODE.reset(token)
+
+
+@contextmanager
+def cpu_training(mode: Literal["eager", "fp32"]) -> Iterator[None]:
+    """CPU fp32 training inside the block: "fp32" (default outside: oneDNN forward and input-gradient
+    GEMMs) or "eager" (the plain ops exactly)."""
+    if mode not in CPU_TRAIN_MODES:
+        raise ValueError(f"CPU training mode must be one of {', '.join(CPU_TRAIN_MODES)}, got {mode!r}")
+    token = _TRAIN_MODE.set(mode)
+    try:
+        yield
+    finally:
+        _TRAIN_MODE.reset(token)
+
+
+def cpu_train_fast(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when a linear on input x with `weight` takes the CPU training path (see the module docstring)."""
+    if graph_capture() or _TRAIN_MODE.get() != "fp32" or not torch.is_grad_enabled():
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if not (x.requires_grad or weight.requires_grad) or torch.is_autocast_enabled("cpu"):
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 def current_cpu_mode() -> str:
@@ -149,6 +182,8 @@ class FastLinear(nn.Linear):
         bias = self.bias if bias is None else bias
         mode = self.fast_mode(x)
         if mode is None:
+            if _ONEDNN and cpu_train_fast(x, self.weight) and self._packed_weight("fp32") is not None:
+                return _TrainLinear.apply(x, self.weight, bias, self)
             return F.linear(x, self.weight, bias)
         return self.packed_forward(x, mode, bias).float()
 
@@ -175,13 +210,14 @@ class FastLinear(nn.Linear):
         if w.dtype != torch.float32 or w.device.type != "cpu":
             return None
         try:
-            key = (w.data_ptr(), w._version)
+            key = (w.data_ptr(), w._version)  # "fp32_t" (W^T, for input gradients) follows the same rule
         except RuntimeError:  # an inference tensor has no version counter: cannot tell when it changes
             return None
         cached = self._packed.get(mode)
         if cached is None or cached[0]() is not w or cached[1] != key:  # weakref: a new Parameter repacks
             with torch.no_grad():
-                src = w.detach().to(torch.bfloat16) if mode == "bf16" else w.detach()
+                src = {"bf16": lambda: w.detach().to(torch.bfloat16), "fp32_t": lambda: w.detach().t().contiguous()}.get(
+                    mode, w.detach)()
                 cached = (weakref.ref(w), key, torch.ops.mkldnn._reorder_linear_weight(src, None))
             self._packed[mode] = cached
         return cached[2]
@@ -189,3 +225,30 @@ class FastLinear(nn.Linear):
     def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the packed copy
         self._packed = {}
         return super()._apply(fn, recurse)
+
+
+class _TrainLinear(torch.autograd.Function):
+    """y = x W^T + b for CPU fp32 training: forward and dL/dx on the layer's packed W and W^T (oneDNN),
+    dL/dW and dL/db with the plain ops. Packed copies follow the weight's version (`_packed_weight`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, layer: FastLinear) -> torch.Tensor:
+        ctx.layer = layer
+        ctx.save_for_backward(x, weight)
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), layer._packed_weight("fp32"), bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])  # [M, out]
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            packed_t = ctx.layer._packed_weight("fp32_t")
+            grad_x = (torch.ops.mkldnn._linear_pointwise(grad_out, packed_t, None, "none", [], "")
+                      if packed_t is not None else grad_out @ weight)
+        if ctx.needs_input_grad[1]:
+            grad_w = g2.t() @ x.reshape(-1, x.shape[-1])  # [out, in]
+        if ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0)
+        return grad_x, grad_w, grad_b, None
