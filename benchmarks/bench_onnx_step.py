@@ -8,8 +8,9 @@ glimpse; the state is prepared beforehand, so one timed call is exactly one step
 viewpoint -> next state). Per scene the step is exported with `canvit_model.export.export_onnx` (the
 `canvit-export onnx` code path) into a temporary directory, then the two runtimes are timed in this one
 process, alternating (order flipped every repeat), after warm-up calls; both use --threads intra-op
-threads. Prints min and median ms per step, the ratio onnxruntime / eager, and the largest difference
-between the two next canvases.
+threads. PyTorch runs as plain eager ops (`cpu_inference("eager")`) and on the default CPU fast path
+("fp32": oneDNN-packed linears, the fast canvas path). Prints min and median ms per step, the ratios
+onnxruntime / eager and onnxruntime / fast, and the largest difference between the next canvases.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from canvit_model import CanViTForPretraining, Viewpoint, sample_at_viewpoint
+from canvit_model import CanViTForPretraining, Viewpoint, cpu_inference, sample_at_viewpoint
 from canvit_model.export import ONNX_NAME, export_onnx
 
 
@@ -48,9 +49,9 @@ def main() -> None:
     patch = model.canvit.patch_size
     print(f"# {cpu_name()}, torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s), "
           f"{args.preset} random weights, batch 1, glimpse {args.glimpse_px} px, {args.repeats} repeats")
-    print("| scene / canvas | export s | eager min ms | eager median ms | ORT min ms | ORT median ms | "
-          "ORT/eager min | ORT/eager median | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| scene / canvas | export s | eager min ms | eager median ms | fast min ms | fast median ms | ORT min ms "
+          "| ORT median ms | ORT/eager min | ORT/eager median | ORT/fast min | ORT/fast median | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for scene_px in args.scenes:
         grid = scene_px // patch
         with tempfile.TemporaryDirectory() as tmp:
@@ -71,27 +72,31 @@ def main() -> None:
         feeds = {"glimpse": glimpse.numpy(), "canvas": state.canvas.numpy(), "recurrent_cls": state.recurrent_cls.numpy(),
                  "center": vp.centers.numpy(), "scale": vp.scales.numpy()}
 
-        def eager() -> torch.Tensor:
-            with torch.inference_mode():
+        def torch_step(mode: str) -> torch.Tensor:
+            with torch.inference_mode(), cpu_inference(mode):
                 return model(glimpse, state, vp).state.canvas
 
         def onnx() -> np.ndarray:
             return sess.run(["next_canvas"], feeds)[0]
 
+        fns = {"eager": lambda: torch_step("eager"), "fast": lambda: torch_step("fp32"), "ort": onnx}
         for _ in range(args.warmup):
-            eager(), onnx()
-        times: dict[str, list[float]] = {"eager": [], "ort": []}
+            for fn in fns.values():
+                fn()
+        times: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(args.repeats):
-            order = [("eager", eager), ("ort", onnx)]
+            order = list(fns.items())
             for name, fn in order if r % 2 == 0 else order[::-1]:
                 t0 = time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - t0) * 1e3)
-        diff = float(np.abs(onnx() - eager().numpy()).max())
-        e, o = times["eager"], times["ort"]
-        print(f"| {scene_px} / {grid}² | {export_s:.0f} | {min(e):.1f} | {statistics.median(e):.1f} | {min(o):.1f} | "
-              f"{statistics.median(o):.1f} | {min(o) / min(e):.3f} | {statistics.median(o) / statistics.median(e):.3f} | "
-              f"{diff:.1e} |", flush=True)
+        nxt = onnx()
+        diff = max(float(np.abs(nxt - torch_step(m).numpy()).max()) for m in ("eager", "fp32"))
+        e, f, o = times["eager"], times["fast"], times["ort"]
+        med = statistics.median
+        print(f"| {scene_px} / {grid}² | {export_s:.0f} | {min(e):.1f} | {med(e):.1f} | {min(f):.1f} | {med(f):.1f} "
+              f"| {min(o):.1f} | {med(o):.1f} | {min(o) / min(e):.3f} | {med(o) / med(e):.3f} | {min(o) / min(f):.3f} "
+              f"| {med(o) / med(f):.3f} | {diff:.1e} |", flush=True)
         del sess
 
 

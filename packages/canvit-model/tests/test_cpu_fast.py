@@ -226,6 +226,16 @@ def test_canvas_fast_path_is_taken_and_never_aliases_its_buffers(monkeypatch):
         fast.clear_workspace()  # freed buffers are simply made again
         m(torch.randn(2, 3, 32, 32), first, Viewpoint.full_scene(batch_size=2))
 
+        # a canvas with other strides (a user's transposed copy) gives the same next canvas as eager
+        odd = first.canvas.transpose(1, 2).contiguous().transpose(1, 2)
+        assert not odd.is_contiguous()
+        glimpse = torch.randn(2, 3, 32, 32)
+        state = type(first)(canvas=odd, recurrent_cls=first.recurrent_cls)
+        got = m(glimpse, state, Viewpoint.full_scene(batch_size=2)).state.canvas
+        with cpu_inference("eager"):
+            want = m(glimpse, state, Viewpoint.full_scene(batch_size=2)).state.canvas
+        assert float((got - want).abs().max() / want.abs().max()) <= FP32_RTOL
+
 
 def test_fast_path_is_thread_safe():
     """Two threads running the fast path at once (the demo serves concurrent sessions) get what each

@@ -149,6 +149,7 @@ class CanvasWrite(nn.Module):
         if mode is None:
             return canvas + self(canvas, local, canvas_rope, local_rope).to(canvas.dtype)
         h = self.num_heads
+        canvas = canvas.contiguous()  # (a no-op for the canvases this model makes; views below need it)
         b, n, d = canvas.shape
         hd = d // h
         q = rope_to_heads(self.ln_q(canvas), canvas_rope, h,
