@@ -307,3 +307,17 @@ def test_cpu_training_path_gives_eager_gradients_and_never_goes_stale(monkeypatc
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: the plain ops
         m(torch.randn(1, 3, 32, 32), m.init_state(1, 4), Viewpoint.full_scene(batch_size=1)).state.canvas.sum().backward()
     assert not calls
+
+
+def test_a_model_with_packed_weights_pickles_and_copies():
+    """torch.save of a whole module / multiprocessing pickle it, EMA copies deepcopy it: the packed
+    copies (weakref-keyed) are left out and rebuilt on first use, with the same outputs."""
+    import copy
+    import pickle
+
+    m = small_model()
+    before = rollout(m, "fp32")
+    assert packed_count(m)
+    for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert max_rel(rollout(other, "fp32"), before) == 0.0
+    assert packed_count(pickle.loads(pickle.dumps(m))) == 0

@@ -226,6 +226,11 @@ class FastLinear(nn.Linear):
         self._packed = {}
         return super()._apply(fn, recurse)
 
+    def __getstate__(self):  # pickling (torch.save of a whole module, multiprocessing): never the packed copies
+        state = super().__getstate__().copy()
+        state["_packed"] = {}
+        return state
+
 
 class _TrainLinear(torch.autograd.Function):
     """y = x W^T + b for CPU fp32 training: forward and dL/dx on the layer's packed W and W^T (oneDNN),
