@@ -210,14 +210,17 @@ class FastLinear(nn.Linear):
         if w.dtype != torch.float32 or w.device.type != "cpu":
             return None
         try:
-            key = (w.data_ptr(), w._version)  # "fp32_t" (W^T, for input gradients) follows the same rule
+            key = (w.data_ptr(), w._version)
         except RuntimeError:  # an inference tensor has no version counter: cannot tell when it changes
             return None
         cached = self._packed.get(mode)
         if cached is None or cached[0]() is not w or cached[1] != key:  # weakref: a new Parameter repacks
             with torch.no_grad():
-                src = {"bf16": lambda: w.detach().to(torch.bfloat16), "fp32_t": lambda: w.detach().t().contiguous()}.get(
-                    mode, w.detach)()
+                src = w.detach()  # "fp32": W as it is
+                if mode == "bf16":
+                    src = src.to(torch.bfloat16)
+                elif mode == "fp32_t":  # W^T, the weight of the input-gradient GEMM in CPU training
+                    src = src.t().contiguous()
                 cached = (weakref.ref(w), key, torch.ops.mkldnn._reorder_linear_weight(src, None))
             self._packed[mode] = cached
         return cached[2]
