@@ -165,6 +165,7 @@ class Engine:
     def glimpse(self, s: Session, viewpoint: Any, source: str) -> Glimpse:
         """Take one glimpse at `viewpoint` ([1]) on the session's canvas."""
         from canvit_model import sample_at_viewpoint
+        from canvit_model.layers.fast import clear_workspace
 
         from .rollout import glimpse_step, no_autocast
         from .visualize import change_maps, to_display
@@ -180,6 +181,9 @@ class Engine:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             latency = (time.perf_counter() - t0) * 1e3
+            # the CPU fast path keeps canvas-sized buffers per thread; Gradio serves from a pool of
+            # threads, so free them here rather than hold one set per pool thread
+            clear_workspace()
             with torch.inference_mode():
                 pixels = sample_at_viewpoint(s.scene[None], viewpoint.to(self.device), self.cfg.glimpse_px)[0]
             canvas = self._grid(out.state.canvas)

@@ -134,7 +134,9 @@ def workspace(name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torc
     output makes glibc hand pages back and fault them in again: ~20 such tensors a glimpse cost more
     system time than their arithmetic. Buffers are kept per thread (concurrent callers never share one)
     and per (name, dtype) (one shape at a time: a new canvas size replaces the old buffer). A buffer's contents
-    never leave the fast path: outputs are always fresh tensors. `clear_workspace()` frees them.
+    never leave the fast path: outputs are always fresh tensors. `clear_workspace()` frees them; a
+    server answering from a pool of threads should call it after each request, or each pool thread
+    keeps its own set (~60 MiB at a 1024 px canvas).
     """
     dtype = like.dtype if dtype is None else dtype
     store: dict[tuple[str, torch.dtype], torch.Tensor] = _WORKSPACE.__dict__.setdefault("buffers", {})
