@@ -321,3 +321,22 @@ def test_a_model_with_packed_weights_pickles_and_copies():
     for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
         assert max_rel(rollout(other, "fp32"), before) == 0.0
     assert packed_count(pickle.loads(pickle.dumps(m))) == 0
+
+
+def test_cpu_training_path_supports_double_backward():
+    """create_graph=True (e.g. a gradient penalty) gives the eager second derivatives."""
+    from canvit_model import cpu_training
+
+    lin = FastLinear(5, 4)
+    x0 = torch.randn(3, 5)
+    got = {}
+    for mode in ("eager", "fp32"):
+        x = x0.clone().requires_grad_(True)
+        with cpu_training(mode):
+            (g,) = torch.autograd.grad(torch.tanh(lin(x)).square().sum(), x, create_graph=True)
+            g.square().sum().backward()
+        got[mode] = (g.detach(), lin.weight.grad.clone())
+        lin.weight.grad = None
+        lin.bias.grad = None
+    for a, b in zip(got["eager"], got["fp32"]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -254,7 +254,9 @@ class _TrainLinear(torch.autograd.Function):
         g2 = grad_out.reshape(-1, grad_out.shape[-1])  # [M, out]
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            packed_t = ctx.layer._packed_weight("fp32_t")
+            # create_graph=True (a double backward) runs backward with grad mode on: then only the plain,
+            # differentiable product, so second derivatives stay exact
+            packed_t = None if torch.is_grad_enabled() else ctx.layer._packed_weight("fp32_t")
             grad_x = (torch.ops.mkldnn._linear_pointwise(grad_out, packed_t, None, "none", [], "")
                       if packed_t is not None else grad_out @ weight)
         if ctx.needs_input_grad[1]:
