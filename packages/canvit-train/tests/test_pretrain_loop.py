@@ -263,3 +263,27 @@ def test_tensorboard_logs_every_metric_column_at_every_step(tmp_path):
         got = ev.Scalars(col)
         assert [e.step for e in got] == list(m["step"]), col
         assert [e.value for e in got] == pytest.approx(list(m[col]), rel=1e-6, abs=1e-9), col
+
+
+def test_cli_cpu_training_flag_picks_the_gemm_path(tmp_path, monkeypatch):
+    """--cpu-training fp32 (default) runs the oneDNN training GEMMs, eager the plain ops; both train the
+    same weights to float rounding."""
+    from canvit_model.layers import fast
+
+    if not fast._ONEDNN:
+        pytest.skip("this torch build has no oneDNN linear")
+    calls = []
+    real = fast._TrainLinear.apply
+    monkeypatch.setattr(fast._TrainLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    args = ["--preset", "smoke", "--synthetic", "8", "--scene-size", "64", "--glimpse-size", "32", "--canvas-grid", "4",
+            "--batch-size", "2", "--steps", "2", "--validate-every", "0", "--standardizer-samples", "4",
+            "--no-progress", "--no-results", "--device", "cpu"]
+    finals = {}
+    for mode in ("eager", "fp32"):
+        calls.clear()
+        assert cli_main([*args, "--run-dir", str(tmp_path / mode), "--cpu-training", mode]) == 0
+        assert bool(calls) == (mode == "fp32"), mode
+        finals[mode] = load_file(str(tmp_path / mode / "final/model.safetensors"))
+    for k, e in finals["eager"].items():
+        if e.is_floating_point():
+            assert torch.allclose(finals["fp32"][k], e, rtol=1e-4, atol=1e-6), k

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard (needs tensorboard)")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own; smoke: 1)")
+    run.add_argument("--cpu-training", choices=["fp32", "eager"], default="fp32",
+                     help="CPU fp32 training only: 'fp32' runs the linears' forward and input-gradient GEMMs on "
+                          "oneDNN-packed weights (same gradients to float rounding, faster); 'eager' the plain ops "
+                          "exactly (canvit_model.cpu_training). GPU runs never use it (default: fp32)")
 
     from .data import add_data_arguments
 
@@ -239,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                           max_steps=args.max_steps, keep_checkpoints=args.keep_checkpoints, results=args.results,
                           write_results=not args.no_results, run_name=args.run_name, progress=not args.no_progress,
                           tensorboard=args.tensorboard, preset=preset_name, argv=["pretrain", *argv])
-        summary = train(cfg, data, opts)
+        from canvit_model import cpu_training
+
+        with cpu_training(args.cpu_training):
+            summary = train(cfg, data, opts)
     except DataMissing as e:
         print(str(e), file=sys.stderr)
         return 2
