@@ -51,12 +51,12 @@ def results_root(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_ROOT
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of one file's bytes."""
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
+    """The hex sha256 of one file's bytes (read `chunk` bytes at a time: results tables, weights, shards)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        while block := f.read(chunk):
+            h.update(block)
     return h.hexdigest()
 
 
@@ -67,17 +67,6 @@ def _check_name(value: str, what: str) -> str:
             "(no slashes or spaces, not starting with a dot)"
         )
     return value
-
-
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of one file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _jsonable(x: Any) -> Any:

@@ -18,7 +18,6 @@ shift another position). Shards are plain safetensors (memory-mappable, never pi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from canvit_results import atomic_path, atomic_write_bytes
+from canvit_results import atomic_path, atomic_write_bytes, sha256_file
 
 EXPORT_FILE = "export.json"
 MANIFEST_FILE = "manifest.json"
@@ -53,14 +52,6 @@ def num_shards(num_images: int, shard_size: int) -> int:
 
 def shard_range(shard: int, shard_size: int, num_images: int) -> tuple[int, int]:
     return shard * shard_size, min((shard + 1) * shard_size, num_images)
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> None:
