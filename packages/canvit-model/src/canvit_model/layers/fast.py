@@ -24,6 +24,7 @@ the step), and dL/dW = dL/dy^T x with the plain GEMM (faster there). Same gradie
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Iterator
@@ -43,33 +44,34 @@ _TRAIN_MODE: ContextVar[str] = ContextVar("canvit_cpu_training", default="fp32")
 CPU_TRAIN_MODES: tuple[str, ...] = ("eager", "fp32")
 
 
-def check_cpu_mode(mode: str) -> str:
-    if mode not in CPU_MODES:
-        raise ValueError(f"CPU inference mode must be one of {', '.join(CPU_MODES)}, got {mode!r}")
+def _check_mode(mode: str, modes: tuple[str, ...], what: str) -> str:
+    if mode not in modes:
+        raise ValueError(f"CPU {what} mode must be one of {', '.join(modes)}, got {mode!r}")
     return mode
 
 
+def check_cpu_mode(mode: str) -> str:
+    return _check_mode(mode, CPU_MODES, "inference")
+
+
 @contextmanager
-def cpu_inference(mode: CpuMode) -> Iterator[None]:
-    """Run CPU inference inside the block in `mode` ("eager" / "fp32" / "bf16"; default outside: "fp32")."""
-    token = _MODE.set(check_cpu_mode(mode))
+def _mode_set(var: ContextVar[str], mode: str) -> Iterator[None]:
+    token = var.set(mode)
     try:
         yield
     finally:
-        _MODE.reset(token)
+        var.reset(token)
 
 
-@contextmanager
-def cpu_training(mode: Literal["eager", "fp32"]) -> Iterator[None]:
+def cpu_inference(mode: CpuMode) -> contextlib.AbstractContextManager[None]:
+    """Run CPU inference inside the block in `mode` ("eager" / "fp32" / "bf16"; default outside: "fp32")."""
+    return _mode_set(_MODE, check_cpu_mode(mode))
+
+
+def cpu_training(mode: Literal["eager", "fp32"]) -> contextlib.AbstractContextManager[None]:
     """CPU fp32 training inside the block: "fp32" (default outside: oneDNN forward and input-gradient
     GEMMs) or "eager" (the plain ops exactly)."""
-    if mode not in CPU_TRAIN_MODES:
-        raise ValueError(f"CPU training mode must be one of {', '.join(CPU_TRAIN_MODES)}, got {mode!r}")
-    token = _TRAIN_MODE.set(mode)
-    try:
-        yield
-    finally:
-        _TRAIN_MODE.reset(token)
+    return _mode_set(_TRAIN_MODE, _check_mode(mode, CPU_TRAIN_MODES, "training"))
 
 
 def cpu_train_fast(x: torch.Tensor, weight: torch.Tensor) -> bool:
