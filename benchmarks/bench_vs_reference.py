@@ -143,7 +143,6 @@ def main() -> None:
               + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()) + " GFLOP/s", flush=True)
         for row in rows[first_row:]:
             row[10] = peak
-        torch.set_num_threads(threads)
 
     print()
     print("| threads | scene / canvas | mode | ours min ms | ours median ms | ref min ms | ref median ms "
